@@ -1,0 +1,272 @@
+"""Command line: ``specread --help``. Thin: every command calls library functions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from specread.errors import SpecreadError
+
+app = typer.Typer(
+    help="Read product specifications (weight, volume, voltage, wattage, dimensions) off product images.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("SPECREAD_PROGRESS") == "1"
+
+
+CacheOpt = Annotated[
+    str | None,
+    typer.Option("--cache-dir", help="OCR cache folder (default: $SPECREAD_CACHE or the user cache folder)."),
+]
+
+
+@app.command()
+def predict(
+    input_csv: Annotated[Path, typer.Argument(help="Input CSV: index,image_link,group_id,entity_name.")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of images, named by the file name of image_link.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output CSV (index,prediction); resumed if it exists.")
+    ],
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
+    scorer: Annotated[str, typer.Option("--scorer", help="Candidate selection: ranker or rules.")] = "rules",
+    preset: Annotated[str, typer.Option("--preset", help="OCR speed/accuracy preset: accurate or fast.")] = "accurate",
+    reader: Annotated[str, typer.Option("--reader", help="ocr, vlm or hybrid (OCR first, VLM when unsure).")] = "ocr",
+    model: Annotated[str | None, typer.Option("--model", help="VLM weights folder or id (vlm/hybrid).")] = None,
+    vlm_threshold: Annotated[
+        float, typer.Option("--vlm-threshold", help="hybrid: rows under this OCR confidence go to the VLM.")
+    ] = 0.5,
+    engine: Annotated[str, typer.Option("--engine", help="Runner: local (process pool) or ray.")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (--engine ray).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download missing images into --images first.")] = False,
+    cache_dir: CacheOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the OCR cache.")] = False,
+    confidence: Annotated[bool, typer.Option("--confidence", help="Add a confidence column.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Predict every row of INPUT_CSV into OUTPUT (one OCR pass per unique image, resumable)."""
+    _setup_logging(verbose)
+    from specread.io.dataset import read_rows
+    from specread.ocr.presets import PRESETS
+    from specread.pipeline import READERS, SCORERS, ReaderConfig
+
+    for name, value, valid in (
+        ("scorer", scorer, SCORERS),
+        ("preset", preset, PRESETS),
+        ("reader", reader, READERS),
+        ("engine", engine, ("local", "ray")),
+    ):
+        if value not in valid:
+            raise _fail(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(valid))}")
+    if reader != "ocr" and not model:
+        raise _fail(f"--reader {reader} needs --model PATH_OR_ID")
+    try:
+        rows = read_rows(input_csv)  # validate before any work starts
+        if download:
+            from specread.io.download import download_rows
+
+            images.mkdir(parents=True, exist_ok=True)
+            download_rows(rows, images, console=console)
+        if not images.is_dir():
+            raise _fail(f"images folder not found: {images}")
+        config = ReaderConfig(
+            scorer=scorer,
+            engine_options=dict(PRESETS[preset]),
+            cache_dir=None if no_cache else (cache_dir or "default"),
+            reader=reader,
+            vlm_options={"model": model, "threshold": vlm_threshold} if model else {},
+        )
+        with _progress() as bar:
+            task = bar.add_task("reading images", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if engine == "ray":
+                from specread.batch.ray_runner import predict_csv_ray
+
+                stats = predict_csv_ray(input_csv, images, output, config, address=address, progress=tick)
+            else:
+                from specread.batch.local import predict_csv
+
+                stats = predict_csv(input_csv, images, output, config, workers, confidence, progress=tick)
+    except SpecreadError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip()) from None
+    console.print(
+        f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
+        f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"
+    )
+
+
+@app.command()
+def evaluate(
+    predictions: Annotated[Path, typer.Argument(help="Output CSV (index,prediction).")],
+    gold: Annotated[Path, typer.Argument(help="Gold CSV with entity_name,entity_value (and index).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Official F1, precision, recall, per-entity table and F1 re-weighted to the test mix."""
+    from specread.io.dataset import read_gold, read_predictions
+    from specread.metrics import score_rows
+
+    try:
+        preds = read_predictions(predictions)
+        values, entities = read_gold(gold)
+    except SpecreadError as exc:
+        raise _fail(str(exc)) from None
+    report = score_rows(preds, values, entities).to_dict()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"F1 {report['f1']:.4f}   test-weighted F1 {report['weighted_f1']:.4f}")
+    for col in ("entity", "rows", "f1", "precision", "recall", "accuracy"):
+        table.add_column(col, justify="right" if col != "entity" else "left")
+    for entity, s in report["per_entity"].items():
+        table.add_row(
+            entity,
+            str(s["rows"]),
+            f"{s['f1']:.3f}",
+            f"{s['precision']:.3f}",
+            f"{s['recall']:.3f}",
+            f"{s['accuracy']:.3f}",
+        )
+    table.add_row(
+        "all",
+        str(report["rows"]),
+        f"{report['f1']:.3f}",
+        f"{report['precision']:.3f}",
+        f"{report['recall']:.3f}",
+        f"{report['accuracy']:.3f}",
+        style="bold",
+    )
+    Console().print(table)
+
+
+@app.command()
+def check(
+    output: Annotated[Path, typer.Argument(help="Output CSV to check.")],
+    input_csv: Annotated[Path, typer.Option("--input", help="The input CSV it answers.")],
+) -> None:
+    """The official sanity rules plus per-entity unit validity and index coverage (exit 1 on failure)."""
+    from specread.io.check import check_output
+
+    try:
+        report = check_output(output, input_csv)
+    except SpecreadError as exc:
+        raise _fail(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise _fail(f"file not found: {exc.filename}") from None
+    for problem in report.problems:
+        console.print(f"[red]✗[/] {problem}")
+    if not report.ok:
+        console.print(f"[bold red]check failed[/] ({report.rows} rows)")
+        raise typer.Exit(code=1)
+    console.print(f"[green]✓[/] {output}: {report.rows} rows, {report.empty} empty, all valid")
+
+
+@app.command()
+def read(
+    image: Annotated[Path, typer.Argument(help="One image file.")],
+    entity: Annotated[list[str], typer.Option("--entity", "-e", help="Entity to read (repeatable).")],
+    group_id: Annotated[str | None, typer.Option("--group-id", help="Product group (sharpens priors).")] = None,
+    scorer: Annotated[str, typer.Option("--scorer")] = "rules",
+    cache_dir: CacheOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+) -> None:
+    """Read one image: the value per entity and its evidence (text, box, confidence)."""
+    _setup_logging()
+    from specread.pipeline import ReaderConfig, build_reader
+
+    try:
+        reader = build_reader(ReaderConfig(scorer=scorer, cache_dir=cache_dir or "default"))
+        result = reader.read(image, entity, group_id)
+    except (SpecreadError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    for name, pred in result.predictions.items():
+        ev = pred.evidence
+        where = f'  from "{ev.text}" at box {tuple(round(v, 3) for v in ev.box)}' if ev else ""
+        print(f"{name}: {pred.text or '(none)'}  confidence {pred.confidence:.2f}  [{pred.source or 'none'}]{where}")
+
+
+@app.command()
+def priors(
+    train_csv: Annotated[Path, typer.Argument(help="Training labels: image_link,group_id,entity_name,entity_value.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write priors JSON.")],
+    exclude: Annotated[
+        list[Path] | None, typer.Option("--exclude", help="CSV(s) whose image_link rows are left out (eval sets).")
+    ] = None,
+) -> None:
+    """Build the value/unit priors table from training labels (the packaged one is built this way)."""
+    import csv
+
+    from specread.rank.priors import Priors
+
+    links: set[str] = set()
+    for path in exclude or []:
+        with open(path, newline="", encoding="utf-8") as fh:
+            links |= {r["image_link"] for r in csv.DictReader(fh)}
+    table = Priors.build(train_csv, links)
+    table.save(output)
+    console.print(f"wrote {output}: {table.n_rows} label rows counted, {len(links)} image links excluded")
+
+
+@app.command()
+def example(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create (images/, input.csv, gold.csv).")] = Path("example"),
+    n_images: Annotated[int, typer.Option("--n-images", min=1)] = 12,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Generate a small labelled example set of synthetic product labels."""
+    from specread.synth import make_dataset
+
+    path = make_dataset(out_dir, n_images=n_images, seed=seed, n_values=2)
+    console.print(f"wrote {path} and {out_dir / 'gold.csv'}")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,68 @@
+"""One home for specread's exceptions.
+
+Each derives from :class:`SpecreadError` and the builtin it behaves like, so a
+caller can catch either. Messages are built in ``__str__`` from stored fields.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ImageLoadError",
+    "InputFormatError",
+    "NotFittedError",
+    "SpecreadError",
+    "UnknownEntityError",
+    "UnknownUnitError",
+]
+
+
+class SpecreadError(Exception):
+    """Base class of every error specread raises on purpose."""
+
+
+class UnknownEntityError(SpecreadError, ValueError):
+    def __init__(self, entity: str, valid: list[str] | tuple[str, ...]) -> None:
+        super().__init__(entity)
+        self.entity = entity
+        self.valid = tuple(valid)
+
+    def __str__(self) -> str:
+        return f"unknown entity {self.entity!r}; valid entities: {', '.join(self.valid)}"
+
+
+class UnknownUnitError(SpecreadError, KeyError):
+    def __init__(self, unit: str) -> None:
+        super().__init__(unit)
+        self.unit = unit
+
+    def __str__(self) -> str:
+        return f"unknown unit {self.unit!r}"
+
+
+class InputFormatError(SpecreadError, ValueError):
+    """A CSV or other input that cannot be used (missing columns, bad header...)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class ImageLoadError(SpecreadError, OSError):
+    """An image that is missing, empty, truncated or not an image at all."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot read image {self.path}: {self.reason}"
+
+
+class NotFittedError(SpecreadError, AttributeError):
+    def __str__(self) -> str:
+        return "this ranker is not fitted yet: call fit() or load a trained model first"

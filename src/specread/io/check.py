@@ -1,0 +1,77 @@
+"""The challenge's sanity check, plus per-entity unit validity and index coverage.
+
+Mirrors the official ``sanity.py`` rules: the output has ``index`` and
+``prediction`` columns, covers every input index exactly once, and each
+non-empty prediction matches ``<number> <unit>`` with a unit allowed for its
+row's entity.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from specread.io.dataset import read_rows
+from specread.units.format import OFFICIAL_FORMAT
+from specread.units.registry import get_registry
+
+__all__ = ["CheckReport", "check_output"]
+
+
+@dataclass
+class CheckReport:
+    rows: int = 0
+    empty: int = 0
+    problems: list[str] = field(default_factory=list)
+    bad_by_entity: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_output(output_csv: str | Path, input_csv: str | Path, max_listed: int = 20) -> CheckReport:
+    """Validate an output file against its input file; every problem is listed (capped)."""
+    rows = read_rows(input_csv)
+    entity_of = {r.index: r.entity_name for r in rows}
+    registry = get_registry()
+    report = CheckReport()
+    problems: list[str] = []
+    with open(output_csv, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        if "index" not in header or "prediction" not in header:
+            report.problems.append(f"output must have columns index,prediction; found {header}")
+            return report
+        counts: Counter[str] = Counter()
+        for n, rec in enumerate(reader):
+            report.rows += 1
+            index = (rec["index"] or "").strip()
+            pred = (rec["prediction"] or "").strip()
+            counts[index] += 1
+            if index not in entity_of:
+                problems.append(f"line {n + 2}: index {index!r} is not in the input")
+                continue
+            if not pred:
+                report.empty += 1
+                continue
+            if not OFFICIAL_FORMAT.match(pred):
+                problems.append(f"line {n + 2}: {pred!r} does not match '<number> <unit>'")
+                report.bad_by_entity[entity_of[index]] += 1
+                continue
+            unit = " ".join(pred.split()[1:])
+            if unit not in registry.allowed(entity_of[index]):
+                problems.append(f"line {n + 2}: unit {unit!r} is not allowed for {entity_of[index]}")
+                report.bad_by_entity[entity_of[index]] += 1
+    dupes = [i for i, c in counts.items() if c > 1]
+    missing = [i for i in entity_of if i not in counts]
+    if dupes:
+        problems.append(f"{len(dupes)} index(es) appear more than once, e.g. {dupes[:5]}")
+    if missing:
+        problems.append(f"{len(missing)} input index(es) have no output row, e.g. {missing[:5]}")
+    report.problems = problems[:max_listed] + (
+        [f"... and {len(problems) - max_listed} more"] if len(problems) > max_listed else []
+    )
+    return report

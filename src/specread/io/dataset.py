@@ -1,0 +1,208 @@
+"""Challenge CSVs: reading input rows, gold labels and predictions; writing output.
+
+Inputs are validated before any work starts (required columns, known
+entities, unique indices) so a long run never dies halfway on a bad row.
+The output writer appends one row per finished index and flushes, so a run
+that is killed can resume; :func:`finalize_output` rewrites the file in input
+order once every index is present.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+from specread.errors import InputFormatError, UnknownEntityError
+from specread.units.registry import get_registry
+
+__all__ = [
+    "OutputWriter",
+    "Row",
+    "finalize_output",
+    "image_name",
+    "iter_unique_images",
+    "read_gold",
+    "read_predictions",
+    "read_rows",
+]
+
+INPUT_COLUMNS = ("image_link", "entity_name")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input row: which entity to read off which image."""
+
+    index: str
+    image_link: str
+    group_id: str
+    entity_name: str
+
+
+def image_name(link: str) -> str:
+    """File name the official downloader gives an image link (the URL path's last part)."""
+    path = urlparse(link).path if "://" in link else link
+    return PurePosixPath(path).name
+
+
+def _reader(path: Path) -> tuple[csv.DictReader, object]:
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by caller
+    except FileNotFoundError:
+        raise InputFormatError(str(path), "file not found") from None
+    return csv.DictReader(fh), fh
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    """Read and validate an input CSV (``index,image_link,group_id,entity_name``).
+
+    ``index`` may be absent (train.csv has none): the 0-based row number is used.
+
+    Raises:
+        InputFormatError: missing columns, duplicate indices or an empty file.
+        UnknownEntityError: an entity name outside the challenge's eight.
+    """
+    p = Path(path)
+    reader, fh = _reader(p)
+    registry = get_registry()
+    try:
+        header = reader.fieldnames or []
+        missing = [c for c in INPUT_COLUMNS if c not in header]
+        if missing:
+            raise InputFormatError(str(p), f"missing required column(s) {', '.join(missing)}; found {header}")
+        rows: list[Row] = []
+        seen: set[str] = set()
+        for n, rec in enumerate(reader):
+            index = (rec.get("index") or "").strip() if "index" in header else str(n)
+            if not index:
+                raise InputFormatError(str(p), f"row {n + 2}: empty index")
+            if index in seen:
+                raise InputFormatError(str(p), f"row {n + 2}: duplicate index {index!r}")
+            seen.add(index)
+            entity = (rec.get("entity_name") or "").strip()
+            if entity not in registry.entities:
+                raise InputFormatError(str(p), f"row {n + 2}: {UnknownEntityError(entity, sorted(registry.entities))}")
+            rows.append(Row(index, (rec.get("image_link") or "").strip(), (rec.get("group_id") or "").strip(), entity))
+    finally:
+        fh.close()  # type: ignore[attr-defined]
+    return rows
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    """``index -> prediction`` from an output CSV (later rows win, as after a resume)."""
+    p = Path(path)
+    reader, fh = _reader(p)
+    try:
+        header = reader.fieldnames or []
+        if "index" not in header or "prediction" not in header:
+            raise InputFormatError(str(p), f"expected columns index,prediction; found {header}")
+        return {(r["index"] or "").strip(): (r["prediction"] or "").strip() for r in reader}
+    finally:
+        fh.close()  # type: ignore[attr-defined]
+
+
+def read_gold(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Gold labels: ``(index -> entity_value, index -> entity_name)``.
+
+    Accepts a CSV with ``index`` or without one (row number, as :func:`read_rows`).
+    """
+    p = Path(path)
+    reader, fh = _reader(p)
+    try:
+        header = reader.fieldnames or []
+        for col in ("entity_name", "entity_value"):
+            if col not in header:
+                raise InputFormatError(str(p), f"missing required column {col}; found {header}")
+        values: dict[str, str] = {}
+        entities: dict[str, str] = {}
+        for n, r in enumerate(reader):
+            index = (r.get("index") or "").strip() if "index" in header else str(n)
+            values[index] = (r["entity_value"] or "").strip()
+            entities[index] = (r["entity_name"] or "").strip()
+        return values, entities
+    finally:
+        fh.close()  # type: ignore[attr-defined]
+
+
+class OutputWriter:
+    """Append-only ``index,prediction[,confidence]`` writer that survives being killed.
+
+    Opening an existing file keeps its rows (resume) and reports which indices
+    are already done; a torn last line from a kill is dropped first.
+    """
+
+    def __init__(self, path: str | Path, with_confidence: bool = False) -> None:
+        self.path = Path(path)
+        self.columns = ["index", "prediction", *(["confidence"] if with_confidence else [])]
+        self.done: dict[str, str] = {}
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._repair_tail()
+            self.done = read_predictions(self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", newline="", encoding="utf-8") as fh:
+                csv.writer(fh).writerow(self.columns)
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._csv = csv.writer(self._fh)
+
+    def _repair_tail(self) -> None:
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as fh:
+                fh.truncate(cut)
+
+    def write(self, index: str, prediction: str, confidence: float | None = None) -> None:
+        row = [index, prediction]
+        if len(self.columns) == 3:
+            row.append("" if confidence is None else f"{confidence:.4f}")
+        self._csv.writerow(row)
+        self.done[index] = prediction
+
+    def flush(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.flush()
+            self._fh.close()
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def finalize_output(path: str | Path, order: Iterable[str]) -> None:
+    """Rewrite an output file atomically in input order, one row per index (last write wins)."""
+    p = Path(path)
+    with open(p, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        latest = {r[0]: r for r in reader if r}
+    fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
+            w = csv.writer(out)
+            w.writerow(header)
+            for index in order:
+                w.writerow(latest.get(index, [index, "", *([""] * (len(header) - 2))]))
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def iter_unique_images(rows: Iterable[Row]) -> Iterator[tuple[str, list[Row]]]:
+    """Rows grouped by image link, in first-appearance order (one OCR pass per image)."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r.image_link, []).append(r)
+    yield from groups.items()

@@ -1,0 +1,146 @@
+"""The challenge's F1, with per-entity breakdown and test-mix re-weighting.
+
+Exact match of (value, unit), values compared as numbers so ``500 gram``
+equals ``500.0 gram``. Per row:
+
+* prediction and truth non-empty and equal: TP;
+* both non-empty and different: FP;
+* prediction non-empty, truth empty: FP;
+* prediction empty, truth non-empty: FN;
+* both empty: TN (ignored by F1).
+
+F1 = 2TP / (2TP + FP + FN). "Accuracy" below is TP / rows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["TEST_MIX", "Score", "evaluate", "normalize_answer", "score_rows"]
+
+TEST_MIX: dict[str, int] = {
+    "height": 32282,
+    "depth": 28146,
+    "width": 26931,
+    "item_weight": 22032,
+    "maximum_weight_recommendation": 7028,
+    "voltage": 5488,
+    "wattage": 5447,
+    "item_volume": 3833,
+}
+"""Rows per entity in the official test set, for re-weighting dev results."""
+
+
+def normalize_answer(text: str | None) -> tuple[float, str] | None:
+    """``"500.0 gram"`` -> ``(500.0, "gram")``; None for an empty answer.
+
+    A non-empty answer that does not parse (a list, a range, garbage) becomes
+    ``(nan, text)`` so it never equals anything, as in the official metric.
+    """
+    text = (text or "").strip()
+    if not text:
+        return None
+    head, _, unit = text.partition(" ")
+    try:
+        return (round(float(head), 9), " ".join(unit.split()))
+    except ValueError:
+        return (float("nan"), text)
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def add(self, pred: str | None, gold: str | None) -> None:
+        p, g = normalize_answer(pred), normalize_answer(gold)
+        if p is None and g is None:
+            self.tn += 1
+        elif p is None:
+            self.fn += 1
+        elif g is None or p != g:
+            self.fp += 1
+        else:
+            self.tp += 1
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fp + self.fn + self.tn
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        denom = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / denom if denom else 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.tp / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "rows": self.n,
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "f1": round(self.f1, 4),
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "accuracy": round(self.accuracy, 4),
+        }
+
+
+@dataclass
+class Report:
+    overall: Score
+    per_entity: dict[str, Score] = field(default_factory=dict)
+
+    @property
+    def weighted_f1(self) -> float:
+        """F1 with each entity's TP/FP/FN rates scaled to its share of the official test set."""
+        tp = fp = fn = 0.0
+        for entity, weight in TEST_MIX.items():
+            s = self.per_entity.get(entity)
+            if s is None or s.n == 0:
+                continue
+            tp += weight * s.tp / s.n
+            fp += weight * s.fp / s.n
+            fn += weight * s.fn / s.n
+        denom = 2 * tp + fp + fn
+        return 2 * tp / denom if denom else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            **self.overall.to_dict(),
+            "weighted_f1": round(self.weighted_f1, 4),
+            "per_entity": {e: s.to_dict() for e, s in sorted(self.per_entity.items())},
+        }
+
+
+def score_rows(preds: Mapping[str, str], gold: Mapping[str, str], entities: Mapping[str, str]) -> Report:
+    """Score predictions against gold labels (indices missing from ``preds`` count as empty)."""
+    overall = Score()
+    per: dict[str, Score] = {}
+    for index, truth in gold.items():
+        pred = preds.get(index, "")
+        overall.add(pred, truth)
+        per.setdefault(entities.get(index, "?"), Score()).add(pred, truth)
+    return Report(overall, per)
+
+
+evaluate = score_rows
+
+
+def entity_counts(entities: Mapping[str, str]) -> Counter[str]:
+    return Counter(entities.values())

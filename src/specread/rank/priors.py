@@ -1,0 +1,184 @@
+"""Priors learned from the challenge's known training labels (no images needed).
+
+They answer three questions the image alone cannot:
+
+* how likely is this unit for this entity and product group (``unit_logp``);
+* how plausible is this magnitude for this entity and unit (``value_logp``,
+  a smoothed histogram of log10 values);
+* what to answer when the image gives nothing (``fallback``): under the
+  challenge's F1 a blank costs as much as a wrong guess, so the most common
+  answer for the entity within the product group is the best blind guess.
+
+``specread priors TRAIN.csv`` rebuilds the packaged ``priors.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from specread.units.format import format_number
+from specread.units.registry import get_registry
+
+__all__ = ["Priors", "load_priors", "parse_label"]
+
+BIN_WIDTH = 0.25
+BIN_MIN = -4.0
+N_BINS = int((8.0 - BIN_MIN) / BIN_WIDTH)
+MIN_GROUP_ROWS = 5
+
+
+def parse_label(text: str) -> tuple[float, str] | None:
+    """``"500.0 gram"`` -> ``(500.0, "gram")``; None for lists, ranges and malformed labels."""
+    text = (text or "").strip()
+    if not text or text.startswith("["):
+        return None
+    parts = text.split(" ", 1)
+    if len(parts) != 2:
+        return None
+    try:
+        value = float(parts[0])
+    except ValueError:
+        return None
+    unit = parts[1].strip()
+    if not math.isfinite(value) or unit not in get_registry().units:
+        return None
+    return value, unit
+
+
+def _bin(value: float) -> int:
+    if value <= 0:
+        return 0
+    return min(N_BINS - 1, max(0, int((math.log10(value) - BIN_MIN) / BIN_WIDTH)))
+
+
+@dataclass
+class Priors:
+    """Counts derived from training labels; see module docstring."""
+
+    unit_counts: dict[str, dict[str, int]]
+    group_unit_counts: dict[str, dict[str, dict[str, int]]]
+    value_hist: dict[str, dict[str, list[int]]]
+    entity_mode: dict[str, tuple[float, str]]
+    group_mode: dict[str, dict[str, tuple[float, str, int]]]
+    n_rows: int = 0
+
+    @classmethod
+    def build(cls, path: str | Path, exclude_links: set[str] | frozenset[str] = frozenset()) -> Priors:
+        """Count a training-label CSV; rows whose ``image_link`` is in ``exclude_links`` are skipped.
+
+        Excluding the evaluation images keeps benchmarks honest: the dev rows are
+        also in the known training labels.
+        """
+        registry = get_registry()
+        units: dict[str, Counter[str]] = defaultdict(Counter)
+        group_units: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+        hist: dict[str, dict[str, list[int]]] = defaultdict(dict)
+        answers: dict[str, Counter[tuple[float, str]]] = defaultdict(Counter)
+        group_answers: dict[str, dict[str, Counter[tuple[float, str]]]] = defaultdict(lambda: defaultdict(Counter))
+        n = 0
+        with open(path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                entity = row["entity_name"]
+                parsed = parse_label(row["entity_value"])
+                if row.get("image_link") in exclude_links or parsed is None or entity not in registry.entities:
+                    continue
+                value, unit = parsed
+                if unit not in registry.allowed(entity):
+                    continue
+                n += 1
+                group = row.get("group_id", "")
+                units[entity][unit] += 1
+                group_units[entity][group][unit] += 1
+                hist[entity].setdefault(unit, [0] * N_BINS)[_bin(value)] += 1
+                answers[entity][(value, unit)] += 1
+                group_answers[entity][group][(value, unit)] += 1
+        group_mode: dict[str, dict[str, tuple[float, str, int]]] = {}
+        for entity, groups in group_answers.items():
+            group_mode[entity] = {}
+            for group, counter in groups.items():
+                (value, unit), count = counter.most_common(1)[0]
+                if sum(counter.values()) >= MIN_GROUP_ROWS:
+                    group_mode[entity][group] = (value, unit, count)
+        return cls(
+            unit_counts={e: dict(c) for e, c in units.items()},
+            group_unit_counts={
+                e: {g: dict(c) for g, c in gs.items() if sum(c.values()) >= MIN_GROUP_ROWS}
+                for e, gs in group_units.items()
+            },
+            value_hist={e: dict(h) for e, h in hist.items()},
+            entity_mode={e: c.most_common(1)[0][0] for e, c in answers.items()},
+            group_mode=group_mode,
+            n_rows=n,
+        )
+
+    # -- persistence -----------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "n_rows": self.n_rows,
+            "unit_counts": self.unit_counts,
+            "group_unit_counts": self.group_unit_counts,
+            "value_hist": self.value_hist,
+            "entity_mode": {e: [v, u] for e, (v, u) in self.entity_mode.items()},
+            "group_mode": {e: {g: list(t) for g, t in gs.items()} for e, gs in self.group_mode.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Priors:
+        return cls(
+            unit_counts=data["unit_counts"],
+            group_unit_counts=data["group_unit_counts"],
+            value_hist=data["value_hist"],
+            entity_mode={e: (float(v), u) for e, (v, u) in data["entity_mode"].items()},
+            group_mode={
+                e: {g: (float(t[0]), t[1], int(t[2])) for g, t in gs.items()} for e, gs in data["group_mode"].items()
+            },
+            n_rows=int(data.get("n_rows", 0)),
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True))
+
+    # -- queries ---------------------------------------------------------------
+    def unit_logp(self, entity: str, unit: str, group: str | None = None) -> float:
+        """Smoothed log P(unit | entity[, group])."""
+        allowed = get_registry().allowed(entity)
+        counts = self.unit_counts.get(entity, {})
+        if group is not None and group in self.group_unit_counts.get(entity, {}):
+            g = self.group_unit_counts[entity][group]
+            counts = {u: g.get(u, 0) * 4 + counts.get(u, 0) / max(1, sum(counts.values())) * 10 for u in allowed}
+        total = sum(counts.get(u, 0) for u in allowed) + len(allowed)
+        return math.log((counts.get(unit, 0) + 1) / total)
+
+    def value_logp(self, entity: str, unit: str, value: float) -> float:
+        """Smoothed log P(log10-bin of value | entity, unit)."""
+        hist = self.value_hist.get(entity, {}).get(unit)
+        if not hist:
+            return math.log(1 / N_BINS)
+        b = _bin(value)
+        near = hist[b] + 0.5 * (hist[b - 1] if b > 0 else 0) + 0.5 * (hist[b + 1] if b + 1 < N_BINS else 0)
+        return math.log((near + 0.1) / (sum(hist) * 2 + 0.1 * N_BINS))
+
+    def fallback(self, entity: str, group: str | None = None) -> tuple[float, str] | None:
+        """Best blind guess for an entity (group mode when the group is known well enough)."""
+        if group is not None and group in self.group_mode.get(entity, {}):
+            value, unit, _ = self.group_mode[entity][group]
+            return value, unit
+        return self.entity_mode.get(entity)
+
+    def describe(self, entity: str, group: str | None = None) -> str:
+        guess = self.fallback(entity, group)
+        return "" if guess is None else f"{format_number(guess[0])} {guess[1]}"
+
+
+@cache
+def load_priors() -> Priors:
+    """The packaged priors (built from the 195k known training labels)."""
+    text = resources.files("specread.data").joinpath("priors.json").read_text(encoding="utf-8")
+    return Priors.from_dict(json.loads(text))
