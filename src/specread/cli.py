@@ -70,7 +70,7 @@ def predict(
         Path, typer.Option("--output", "-o", help="Output CSV (index,prediction); resumed if it exists.")
     ],
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
-    scorer: Annotated[str, typer.Option("--scorer", help="Candidate selection: ranker or rules.")] = "rules",
+    scorer: Annotated[str, typer.Option("--scorer", help="Candidate selection: ranker or rules.")] = "ranker",
     preset: Annotated[str, typer.Option("--preset", help="OCR speed/accuracy preset: accurate or fast.")] = "accurate",
     reader: Annotated[str, typer.Option("--reader", help="ocr, vlm or hybrid (OCR first, VLM when unsure).")] = "ocr",
     model: Annotated[str | None, typer.Option("--model", help="VLM weights folder or id (vlm/hybrid).")] = None,
@@ -211,7 +211,7 @@ def read(
     image: Annotated[Path, typer.Argument(help="One image file.")],
     entity: Annotated[list[str], typer.Option("--entity", "-e", help="Entity to read (repeatable).")],
     group_id: Annotated[str | None, typer.Option("--group-id", help="Product group (sharpens priors).")] = None,
-    scorer: Annotated[str, typer.Option("--scorer")] = "rules",
+    scorer: Annotated[str, typer.Option("--scorer")] = "ranker",
     cache_dir: CacheOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
@@ -247,12 +247,62 @@ def priors(
     from specread.rank.priors import Priors
 
     links: set[str] = set()
-    for path in exclude or []:
-        with open(path, newline="", encoding="utf-8") as fh:
-            links |= {r["image_link"] for r in csv.DictReader(fh)}
-    table = Priors.build(train_csv, links)
+    try:
+        for path in exclude or []:
+            with open(path, newline="", encoding="utf-8") as fh:
+                links |= {r["image_link"] for r in csv.DictReader(fh)}
+        table = Priors.build(train_csv, links)
+    except FileNotFoundError as exc:
+        raise _fail(f"file not found: {exc.filename}") from None
+    except KeyError as exc:
+        raise _fail(f"missing required column {exc} (need image_link,group_id,entity_name,entity_value)") from None
     table.save(output)
     console.print(f"wrote {output}: {table.n_rows} label rows counted, {len(links)} image links excluded")
+
+
+@app.command()
+def train(
+    labels_csv: Annotated[Path, typer.Argument(help="Labels: image_link,group_id,entity_name,entity_value[,image_file].")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of the labelled images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the ranker model.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (training is deterministic for a seed).")] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="OCR worker processes.")] = 1,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Train the candidate ranker on labelled images (the packaged model is built this way)."""
+    _setup_logging()
+    import csv
+
+    from specread.batch.local import warm_cache
+    from specread.errors import ImageLoadError
+    from specread.io.dataset import image_name
+    from specread.pipeline import ReaderConfig, build_reader
+    from specread.rank.priors import load_priors
+    from specread.rank.train import fit_ranker, load_labelled_rows
+
+    config = ReaderConfig(scorer="rules", cache_dir=cache_dir or "default")
+    try:
+        with open(labels_csv, newline="", encoding="utf-8") as fh:
+            paths = [images / image_name(r.get("image_file") or r["image_link"]) for r in csv.DictReader(fh)]
+    except (OSError, KeyError) as exc:
+        raise _fail(f"cannot read labels {labels_csv}: {exc}") from None
+    reader = build_reader(config)
+
+    def ocr(path: Path):
+        try:
+            return reader.ocr(path)
+        except ImageLoadError as exc:
+            logging.getLogger("specread").warning("%s (row skipped)", exc)
+            return None
+
+    with _progress() as bar:
+        task = bar.add_task("OCR", total=len(set(paths)))
+        warm_cache(paths, config, workers, progress=lambda d, t: bar.update(task, completed=d, total=t))
+        rows = load_labelled_rows(labels_csv, images, ocr)
+    model = fit_ranker(rows, load_priors(), seed=seed)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    model.save(output)
+    console.print(f"wrote {output}: trained on {len(rows)} labelled rows, seed {seed}")
 
 
 @app.command()
@@ -266,6 +316,81 @@ def example(
 
     path = make_dataset(out_dir, n_images=n_images, seed=seed, n_values=2)
     console.print(f"wrote {path} and {out_dir / 'gold.csv'}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="OCR worker processes.")] = 1,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", min=0.001, help="Largest image accepted (upload or URL), MiB.")
+    ] = 20.0,
+    allow_private_urls: Annotated[
+        bool,
+        typer.Option("--allow-private-urls", help="Let image URLs reach private, loopback and link-local addresses."),
+    ] = False,
+    cache_dir: CacheOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the OCR cache.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
+    import dataclasses
+
+    try:
+        from specread.service.app import ServiceSettings
+        from specread.service.app import serve as run_service
+        from specread.service.fetch import FetchPolicy
+    except ImportError as exc:
+        raise _fail(f"the service needs the 'serve' extra: pip install 'specread[serve]' ({exc})") from None
+    from specread.pipeline import ReaderConfig
+
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    reader = ReaderConfig()
+    if no_cache or cache_dir:
+        reader = dataclasses.replace(reader, cache_dir=None if no_cache else cache_dir)
+    settings = ServiceSettings(
+        reader=reader,
+        workers=workers,
+        max_upload_bytes=max_bytes,
+        fetch=FetchPolicy(allow_private=allow_private_urls, max_bytes=max_bytes),
+    )
+    run_service(settings, host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def download(
+    input_csv: Annotated[Path, typer.Argument(help="Input CSV whose image_link column to fetch.")],
+    images: Annotated[Path, typer.Option("--images", help="Folder to fill (files named by image_link).")],
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N unique images.")] = None,
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="A seeded random N unique images.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --sample.")] = 0,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Simultaneous requests.")] = 16,
+    retries: Annotated[int, typer.Option("--retries", min=0, help="Extra attempts after a transient error.")] = 4,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request phase.")] = 30.0,
+) -> None:
+    """Download the unique images of INPUT_CSV (concurrent, retried, resumable; failures listed in the manifest)."""
+    _setup_logging()
+    from specread.io.dataset import read_rows
+    from specread.io.download import download_rows
+
+    try:
+        rows = read_rows(input_csv)
+        download_rows(
+            rows,
+            images,
+            limit=limit,
+            sample=sample,
+            seed=seed,
+            concurrency=concurrency,
+            retries=retries,
+            timeout=timeout,
+            console=console,
+        )
+    except SpecreadError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip()) from None
 
 
 def main() -> None:  # pragma: no cover

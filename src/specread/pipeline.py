@@ -23,7 +23,7 @@ import numpy as np
 
 from specread.extract.candidates import find_mentions
 from specread.extract.features import page_candidates
-from specread.io.images import decode_image, image_digest, load_image
+from specread.io.images import decode_image, image_digest, read_image_bytes
 from specread.ocr.cache import OcrCache, default_cache_dir
 from specread.ocr.engine import OcrEngine, build_engine
 from specread.rank.priors import Priors, load_priors
@@ -58,7 +58,7 @@ class ReaderConfig:
         vlm_options: options for the VLM reader (``model``, ``threshold``, ``batch_size``...).
     """
 
-    scorer: str = "rules"
+    scorer: str = "ranker"
     engine: str = "rapidocr"
     engine_options: dict = field(default_factory=dict)
     cache_dir: str | None = "default"
@@ -117,14 +117,15 @@ class SpecReader:
         """OCR an image path, bytes or RGB array, through the cache when the content is known."""
         if isinstance(image, np.ndarray):
             arr, digest = image, None
-        elif isinstance(image, bytes | bytearray):
-            arr, digest = decode_image(bytes(image)), image_digest(bytes(image))
         else:
-            arr, digest = load_image(image)
-        if digest and self.cache is not None:
-            page = self.cache.get(digest)
-            if page is not None:
-                return page
+            # Key the cache on the raw bytes and decode only on a miss: cached re-runs skip decoding.
+            data = bytes(image) if isinstance(image, bytes | bytearray) else read_image_bytes(image)
+            digest = image_digest(data)
+            if self.cache is not None:
+                page = self.cache.get(digest)
+                if page is not None:
+                    return page
+            arr = decode_image(data, "<bytes>" if isinstance(image, bytes | bytearray) else str(image))
         if self.engine is None:
             raise RuntimeError("this reader has no OCR engine; pass OCR pages to read_page() instead")
         page = self.engine(arr)

@@ -65,14 +65,25 @@ class OcrToken:
 
 @dataclass(frozen=True, slots=True)
 class OcrPage:
-    """Everything the OCR engine read off one image."""
+    """Everything the OCR engine read off one image.
+
+    ``segments`` are straight line segments (relative ``(x0, y0, x1, y1)``)
+    found on the image: the dimension lines and arrows that tell a width from
+    a height (see :mod:`specread.ocr.layout`).
+    """
 
     tokens: tuple[OcrToken, ...]
     width: int
     height: int
+    segments: tuple[Box, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"width": self.width, "height": self.height, "tokens": [t.to_dict() for t in self.tokens]}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "tokens": [t.to_dict() for t in self.tokens],
+            "segments": [list(s) for s in self.segments],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OcrPage:
@@ -80,6 +91,7 @@ class OcrPage:
             tokens=tuple(OcrToken.from_dict(t) for t in data["tokens"]),
             width=int(data["width"]),
             height=int(data["height"]),
+            segments=tuple(tuple(float(v) for v in s) for s in data.get("segments", ())),  # type: ignore[misc]
         )
 
 

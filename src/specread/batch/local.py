@@ -20,7 +20,7 @@ from specread.errors import ImageLoadError
 from specread.io.dataset import OutputWriter, Row, finalize_output, image_name, iter_unique_images, read_rows
 from specread.pipeline import ReaderConfig, SpecReader, build_reader
 
-__all__ = ["RunStats", "predict_csv", "read_image_rows"]
+__all__ = ["RunStats", "predict_csv", "read_image_rows", "warm_cache"]
 
 log = logging.getLogger("specread")
 
@@ -163,3 +163,36 @@ def _pool_map(
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.add(pool.submit(_work, *nxt))
+
+
+def _ocr_only(path: Path) -> str:
+    assert _READER is not None, "worker not initialised"
+    try:
+        _READER.ocr(path)
+    except ImageLoadError as exc:
+        return str(exc)
+    return ""
+
+
+def warm_cache(
+    paths: Sequence[Path],
+    config: ReaderConfig,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[str]:
+    """OCR every image into the cache (in parallel), so later passes read pages for free.
+
+    Returns:
+        The warnings for images that could not be read.
+    """
+    if config.cache_dir is None:
+        raise ValueError("warming the cache needs a cache_dir")
+    warnings: list[str] = []
+    unique = list(dict.fromkeys(paths))
+    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=_init_worker, initargs=(config,)) as pool:
+        for done, warning in enumerate(pool.map(_ocr_only, unique, chunksize=4), start=1):
+            if warning:
+                warnings.append(warning)
+            if progress:
+                progress(done, len(unique))
+    return warnings

@@ -62,7 +62,36 @@ FEATURE_NAMES: tuple[str, ...] = (
     "is_integer",
     "n_tokens",
     "same_unit_share",
+    "text_vertical",
+    "edge_x",
+    "edge_y",
+    "mid_y",
+    "x_rank",
+    "y_rank",
+    "is_left",
+    "is_right",
+    "is_top",
+    "is_bottom",
+    "has_twin",
+    "twin_first",
+    "value_share",
+    "n_same_value",
+    "near_h",
+    "near_v",
+    "near_d",
+    "role_line",
+    "rival_line",
+    "role_vertical",
+    "role_edge",
 )
+
+# Which line orientation and placement each dimension entity is drawn with:
+# (its own line feature, the rival line feature, sign for vertical text, sign for side placement).
+_ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], float, float]] = {
+    "width": (("near_h",), ("near_v",), -1.0, -1.0),
+    "height": (("near_v",), ("near_h",), 1.0, 1.0),
+    "depth": (("near_d", "near_h"), ("near_v",), -1.0, 0.0),
+}
 
 
 @cache
@@ -114,6 +143,14 @@ def page_candidates(
     order_h = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: -heights[i]))}
     order_v = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: -base[i]))}
     units = Counter(c.quantity.unit for c in cands)
+    cxs = [(c.box[0] + c.box[2]) / 2 for c in cands]
+    cys = [(c.box[1] + c.box[3]) / 2 for c in cands]
+    rank_x = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: cxs[i]))}
+    rank_y = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: cys[i]))}
+    per_token: dict[int, list[int]] = {}
+    for i, c in enumerate(cands):
+        per_token.setdefault(c.token_index, []).append(i)
+    same_value = Counter(round(b, 3) for b in base)
     first_start: dict[int, int] = {}
     for c in cands:
         first_start[c.token_index] = min(first_start.get(c.token_index, 1 << 30), c.quantity.start)
@@ -166,9 +203,90 @@ def page_candidates(
             "is_integer": float(q.value == int(q.value)),
             "n_tokens": float(len(tokens)),
             "same_unit_share": units[q.unit] / n,
+            "text_vertical": float(_pixel_aspect(tok.box, page) > 1.3 and len(tok.text.strip()) > 1),
+            "edge_x": min(cxs[i], 1 - cxs[i]),
+            "edge_y": min(cys[i], 1 - cys[i]),
+            "mid_y": abs(cys[i] - 0.5),
+            "x_rank": rank_x[i] / max(1, n - 1),
+            "y_rank": rank_y[i] / max(1, n - 1),
+            "is_left": float(cxs[i] <= min(cxs)),
+            "is_right": float(cxs[i] >= max(cxs)),
+            "is_top": float(cys[i] <= min(cys)),
+            "is_bottom": float(cys[i] >= max(cys)),
+            **_twin(i, cands, per_token.get(c.token_index, [])),
+            "value_share": base[i] / max(base) if max(base) > 0 else 0.0,
+            "n_same_value": float(same_value[round(base[i], 3)]),
+            **_line_features(tok.box, page),
         }
+        f.update(_role_features(entity, f))
         out.append(Candidate(c.entity, q, c.token_index, c.text, c.box, c.score, f))
     return out
+
+
+def _pixel_aspect(box: tuple[float, float, float, float], page: OcrPage) -> float:
+    """Height over width of a box in pixels (> 1 for text printed top-to-bottom)."""
+    w = (box[2] - box[0]) * page.width
+    h = (box[3] - box[1]) * page.height
+    return h / w if w > 0 else 0.0
+
+
+def _line_features(box: tuple[float, float, float, float], page: OcrPage) -> dict[str, float]:
+    """Longest horizontal, vertical and diagonal segment running beside a text box.
+
+    A horizontal line passing under or over the text (within a few text
+    heights) marks a width; a vertical one beside it a height; a slanted one a
+    depth. Lengths are relative to the image side they run along.
+    """
+    W, H = page.width, page.height
+    x0, y0, x1, y1 = box[0] * W, box[1] * H, box[2] * W, box[3] * H
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    th = max(2.0, min(x1 - x0, y1 - y0))
+    near = {"near_h": 0.0, "near_v": 0.0, "near_d": 0.0}
+    for sx0, sy0, sx1, sy1 in page.segments:
+        ax, ay, bx, by = sx0 * W, sy0 * H, sx1 * W, sy1 * H
+        dx, dy = bx - ax, by - ay
+        length = math.hypot(dx, dy)
+        if length == 0:
+            continue
+        angle = abs(math.degrees(math.atan2(dy, dx))) % 180
+        if angle < 8 or angle > 172:
+            lo, hi = min(ax, bx), max(ax, bx)
+            if lo - th <= cx <= hi + th and abs((ay + by) / 2 - cy) <= 2.5 * th:
+                near["near_h"] = max(near["near_h"], length / W)
+        elif 82 < angle < 98:
+            lo, hi = min(ay, by), max(ay, by)
+            gap = max(0.0, x0 - (ax + bx) / 2, (ax + bx) / 2 - x1)
+            if lo - th <= cy <= hi + th and gap <= 2.5 * th:
+                near["near_v"] = max(near["near_v"], length / H)
+        elif 15 < angle < 75 or 105 < angle < 165:
+            t = max(0.0, min(1.0, ((cx - ax) * dx + (cy - ay) * dy) / (length * length)))
+            dist = math.hypot(ax + t * dx - cx, ay + t * dy - cy)
+            if dist <= 3 * th:
+                near["near_d"] = max(near["near_d"], length / max(W, H))
+    return near
+
+
+def _role_features(entity: str, f: dict[str, float]) -> dict[str, float]:
+    """Layout cues expressed relative to the entity, so width, height and depth share what they learn."""
+    role = _ROLES.get(entity)
+    if role is None:
+        return {"role_line": 0.0, "rival_line": 0.0, "role_vertical": 0.0, "role_edge": 0.0}
+    own, rival, vertical_sign, edge_sign = role
+    return {
+        "role_line": max(f[k] for k in own),
+        "rival_line": max(f[k] for k in rival),
+        "role_vertical": vertical_sign * f["text_vertical"],
+        "role_edge": edge_sign * (0.5 - f["edge_x"]),
+    }
+
+
+def _twin(i: int, cands: Sequence[Candidate], same_token: Sequence[int]) -> dict[str, float]:
+    """Is this value printed beside an equivalent in another unit ("25.4 cm / 10 in"), and is it the first?"""
+    me = cands[i].quantity
+    others = [cands[j].quantity for j in same_token if j != i and cands[j].quantity.unit != me.unit]
+    if not others:
+        return {"has_twin": 0.0, "twin_first": 0.0}
+    return {"has_twin": 1.0, "twin_first": float(all(me.start < o.start for o in others))}
 
 
 def normalize_before(text: str, start: int) -> str:

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from specread.errors import ImageLoadError
 
-__all__ = ["decode_image", "image_digest", "load_image"]
+__all__ = ["decode_image", "image_digest", "load_image", "read_image_bytes"]
 
 
 def image_digest(data: bytes) -> str:
@@ -53,13 +53,18 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return arr
 
 
-def load_image(path: str | Path) -> tuple[np.ndarray, str]:
-    """Read and decode an image file; returns ``(rgb_array, content_digest)``."""
+def read_image_bytes(path: str | Path) -> bytes:
+    """Read an image file's bytes, turning every OS failure into :class:`ImageLoadError`."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        return p.read_bytes()
     except FileNotFoundError as exc:
         raise ImageLoadError(str(p), "file not found") from exc
     except OSError as exc:
-        raise ImageLoadError(str(p), str(exc)) from exc
-    return decode_image(data, str(p)), image_digest(data)
+        raise ImageLoadError(str(p), exc.strerror or str(exc)) from exc
+
+
+def load_image(path: str | Path) -> tuple[np.ndarray, str]:
+    """Read and decode an image file; returns ``(rgb_array, content_digest)``."""
+    data = read_image_bytes(path)
+    return decode_image(data, str(path)), image_digest(data)

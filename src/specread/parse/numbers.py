@@ -12,6 +12,7 @@ OCR confusions that only make sense next to digits (``O`` for ``0``, ``l`` for
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
@@ -37,6 +38,7 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"[–—−‐‑]", "-"),  # dashes
         (r"(?<=\d)[Oo](?=\d)|(?<=\d)[Oo](?=[.,]\d)|(?<![A-Za-z\d])[Oo](?=[.,]\d)", "0"),
         (r"(?<=\d)[Oo](?=[Oo]?\d)", "0"),
+        (r"(?<=\d[.,])[Oo](?![A-Za-z])", "0"),  # "2,O5" / "1.O"
         (r"(?<![A-Za-z\d])[lI|](?=\d)|(?<=\d)[lI](?=\d)", "1"),
         (r"(?<=\d)1b(s?)\b", r" lb\1"),  # "51b" is "5 lb"
         (r"(?<=\d)0z\b", " oz"),  # "160z" is "16 oz"
@@ -44,17 +46,25 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(?<=\d)\s+\.(?=\d)|(?<=\d)\.\s+(?=\d)", "."),
         (r"(?<=\d)\s*°\s*(?=\d)", ""),
         (r"(?<=[A-Za-z])[.:](?=\d)", ": "),  # "NET WT.1KG" is 1 kg, not .1 kg
-        (r"(?<=\d)(\s?(?:[gG]|[kK][gG]|[mM][lL]|[cC][lL]|[lL]))\s?e\b", r"\1"),  # the EU ℮ mark read as "e"
+        (r"(?<=\d)(\s?(?:[gG]|[kK][gG]|[mM][lL]|[cC][lL]|[lL]))\s?e(?![A-Za-z])", r"\1 "),  # the EU ℮ mark read as "e"
+        (r"(?<![A-Za-z])[e℮](?=\d)", ""),  # "e1.76 fl.oz": the ℮ mark before the number
     )
 )
 
 
-def normalize_text(text: str) -> str:
-    """Fold unicode, fractions and digit-adjacent OCR confusions into plain ASCII-ish text."""
+def _fold_fractions(text: str) -> str:
+    """``1½`` -> ``1 1/2``, ``½`` -> ``1/2``, ``1⁄2`` -> ``1/2``."""
     for glyph, frac in _FRACTIONS.items():
         if glyph in text:
             text = re.sub(rf"(\d)\s*{glyph}", rf"\1 {frac}", text).replace(glyph, frac)
-    text = text.replace("⁄", "/")
+    return text.replace("⁄", "/")
+
+
+def normalize_text(text: str) -> str:
+    """Fold unicode, fractions and digit-adjacent OCR confusions into plain ASCII-ish text."""
+    text = _fold_fractions(text)
+    # Primes before NFKC (which turns ″ into two ′): double primes and quotes mean inches.
+    text = re.sub(r"[″”“]|′′|''", '"', text).replace("′", "'").replace("’", "'")
     # NFKC keeps µ distinct from m, folds full-width digits and ligatures.
     text = unicodedata.normalize("NFKC", text).replace("μ", "µ")
     for pattern, repl in _SUBSTITUTIONS:
@@ -85,7 +95,7 @@ def _plain(number: str) -> float:
 
 def parse_number(text: str) -> float:
     """Parse one printed number (see module policy). Raises ``ValueError`` when it is none."""
-    s = text.strip()
+    s = _fold_fractions(text).strip()
     if not s:
         raise ValueError("empty number")
     mixed = re.fullmatch(r"(\d+(?:[.,]\d+)?)\s*[-\s]\s*(\d+)/(\d+)", s)
@@ -104,4 +114,7 @@ def parse_number(text: str) -> float:
         raise ValueError(f"not a number: {text!r}")
     if s[0] in ".,":
         s = "0." + s[1:]
-    return _plain(s)
+    value = _plain(s)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text!r}")
+    return value

@@ -28,6 +28,11 @@ from specread.units.registry import get_registry
 __all__ = ["parse_quantities"]
 
 _LETTERS = "WHDLTB"
+# A number may start right after an "x" that continues a dimension: "25x15", "10cmx5", '10"x5'
+# (and, below, after a slash that follows a unit: "12V/24V", "500ml/16.9oz"; "1/2" stays a fraction).
+_AFTER_X = r"(?<=\d[xX])|(?<=\d[A-Za-z\"'][xX])|(?<=\d[A-Za-z]{2}[xX])"
+# ... or right after a one-letter unit ("48V250W") or a "max" ("max35W", "POWER:MAX750W").
+_AFTER_UNIT = r"(?<=\d[A-Za-z])|(?<=[Mm][Aa][Xx])"
 
 
 @dataclass
@@ -48,7 +53,7 @@ def _item_regex() -> re.Pattern[str]:
     return re.compile(
         rf"""
         (?:(?P<pre>(?<![A-Za-z])[{_LETTERS}{_LETTERS.lower()}])\s*[:=.]?\s*)?   # W: 10 cm
-        (?(pre)|(?:(?<![A-Za-z\d.,/])|(?<=[Aa][Cc])|(?<=[Dd][Cc])))(?P<num>{NUMBER_PATTERN})
+        (?(pre)|(?:(?<![A-Za-z\d.,/])|(?<=[Aa][Cc])|(?<=[Dd][Cc])|{_AFTER_X}|(?<=[A-Za-z\"']/)|{_AFTER_UNIT}))(?P<num>{NUMBER_PATTERN})
         (?:\s*-?\s*(?P<unit>{units}){edge})?
         (?:\s*(?P<post>[{_LETTERS}])(?![A-Za-z]))?                              # 10"W
         """,
@@ -58,7 +63,8 @@ def _item_regex() -> re.Pattern[str]:
 
 _HEADER = re.compile(rf"(?<![A-Za-z])([{_LETTERS}])\s*x\s*([{_LETTERS}])(?:\s*x\s*([{_LETTERS}]))?(?![A-Za-z])", re.I)
 _JOIN_GROUP = re.compile(r"\s*[xX]\s*")
-_JOIN_RANGE = re.compile(r"\s*(?:-|~|to|bis|a)\s*", re.I)
+# Word joiners need spaces, and "a" (es/it "10 a 15") is lower case: "2A 24W" is amperes, not a range.
+_JOIN_RANGE = re.compile(r"\s*[-~]\s*|\s+(?:(?i:to|bis)|a)\s+")
 
 
 def _scan(text: str, header_end: int = -1) -> list[_Item]:
@@ -115,6 +121,8 @@ def parse_quantities(text: str) -> list[Quantity]:
         j = i + 1
         while j < len(items):
             gap = text[run[-1].end : items[j].start]
+            if not gap and run[-1].raw[-1:] in ("-", "~"):
+                gap = run[-1].raw[-1]  # "100V-240V": the unit alias "v-" swallowed the range dash
             if _JOIN_GROUP.fullmatch(gap) and kind in ("", "group"):
                 kind = "group"
             elif (

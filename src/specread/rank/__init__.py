@@ -1,6 +1,9 @@
-"""Ranking: choose one candidate per entity (rules or a learned ranker), with priors for blind guesses."""
+"""Ranking: choose one candidate per entity.
 
-from specread.rank.priors import Priors, load_priors
-from specread.rank.rules import RuleScorer
+``priors`` (training-label statistics and blind guesses), ``rules`` (the
+hand-weighted baseline), ``ranker`` (LightGBM boosted from the rules) and
+``train`` (data, grouped cross-validation, fitting). Submodules are imported
+directly, keeping ``extract`` -> ``rank.priors`` free of import cycles.
+"""
 
-__all__ = ["Priors", "RuleScorer", "load_priors"]
+__all__: list[str] = []

@@ -12,7 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
+from specread.extract.features import FEATURE_NAMES, to_matrix
 from specread.types import Candidate
+from specread.units.registry import ENTITIES
 
 __all__ = ["DEFAULT_WEIGHTS", "RuleScorer"]
 
@@ -29,14 +33,18 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "first_in_text": 0.2,
     "ocr_score": 0.5,
     "joined": -0.2,
+    # Layout, expressed relative to the entity (zero for non-dimension entities).
+    "role_line": 2.0,
+    "rival_line": -1.5,
+    "role_vertical": 0.8,
+    "role_edge": 0.8,
 }
 
-# Dimension-specific layout cues: heights are often printed vertically beside
-# the product, widths horizontally under it; depths are the rest.
+# Entity-specific cues: widths are often printed under the product, depths are
+# the longest slanted measure, and a voltage range is labelled by its top end.
 ENTITY_WEIGHTS: dict[str, dict[str, float]] = {
-    "height": {"vertical": 1.2, "cx_edge": 0.6},
-    "width": {"vertical": -1.0, "cy_bottom": 0.6},
-    "depth": {"vertical": -0.5},
+    "width": {"cy": 0.6},
+    "depth": {"is_max": 0.5},
     "voltage": {"range_high": 0.8},
     "wattage": {"is_max": 0.5},
     "maximum_weight_recommendation": {"is_max": 0.5},
@@ -55,21 +63,23 @@ class RuleScorer:
     def __init__(self, weights: dict[str, float] | None = None) -> None:
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
 
+    def score_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Rule score of each row of a feature matrix (columns in :data:`FEATURE_NAMES` order)."""
+        X = np.asarray(X, dtype=np.float64)
+        if len(X) == 0:
+            return np.zeros(0)
+        col = {name: X[:, i] for i, name in enumerate(FEATURE_NAMES)}
+        out = sum(w * col[k] for k, w in self.weights.items())
+        out = out + 0.3 * np.log1p(np.maximum(col["repeats"] - 1.0, 0.0))
+        entity_ids = col["entity_id"].astype(int)
+        for entity, extra in ENTITY_WEIGHTS.items():
+            mask = entity_ids == ENTITIES.index(entity)
+            if mask.any():
+                out = out + mask * sum(w * col[k] for k, w in extra.items())
+        return np.asarray(out, dtype=np.float64)
+
     def score(self, entity: str, cands: Sequence[Candidate]) -> list[float]:
-        out: list[float] = []
-        extra = ENTITY_WEIGHTS.get(entity, {})
-        for c in cands:
-            f = c.features
-            s = sum(w * f.get(k, 0.0) for k, w in self.weights.items())
-            s += 0.3 * math.log1p(f.get("repeats", 1.0) - 1.0)
-            derived = {
-                **f,
-                "cx_edge": abs(f.get("cx", 0.5) - 0.5) * 2,
-                "cy_bottom": f.get("cy", 0.5),
-            }
-            s += sum(w * derived.get(k, 0.0) for k, w in extra.items())
-            out.append(s)
-        return out
+        return self.score_matrix(to_matrix(cands)).tolist()
 
     def confidence(self, scores: Sequence[float], best: int) -> float:
         """A softmax share of the winner: a rough, uncalibrated confidence."""

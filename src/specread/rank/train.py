@@ -1,0 +1,165 @@
+"""Training data, grouped cross-validation and fitting for the candidate ranker.
+
+Labelled rows are ``(OCR page, entity, group_id, gold answer)``. Every
+candidate of a row is one training example, positive when it equals the gold
+answer (numbers compared as numbers). Folds are grouped so that no image and
+no product ``group_id`` lands in both the training and the test side: rows
+are linked through shared images and groups, and each connected component
+goes to one fold.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from specread.extract.candidates import find_mentions
+from specread.extract.features import page_candidates, to_matrix
+from specread.metrics import normalize_answer
+from specread.rank.priors import Priors
+from specread.rank.ranker import CandidateRanker
+from specread.types import OcrPage
+
+if TYPE_CHECKING:
+    from specread.pipeline import Scorer
+from specread.units.format import format_prediction
+
+__all__ = ["LabelledRow", "build_examples", "fit_ranker", "grouped_folds", "load_labelled_rows"]
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    """One labelled (image, entity) with the OCR page already read."""
+
+    key: str  # image identity (file name or digest)
+    page: OcrPage
+    entity: str
+    group_id: str
+    gold: str
+
+
+def load_labelled_rows(
+    labels_csv: str | Path,
+    images_dir: str | Path,
+    ocr: Callable[[Path], OcrPage | None],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[LabelledRow]:
+    """Read a labels CSV (``image_link,group_id,entity_name,entity_value[,image_file]``) and OCR its images.
+
+    ``ocr`` returns None for an unreadable image; such rows are skipped.
+    """
+    from specread.io.dataset import image_name
+
+    with open(labels_csv, newline="", encoding="utf-8") as fh:
+        records = list(csv.DictReader(fh))
+    pages: dict[str, OcrPage | None] = {}
+    out: list[LabelledRow] = []
+    for n, r in enumerate(records):
+        name = image_name(r.get("image_file") or r["image_link"])
+        if name not in pages:
+            pages[name] = ocr(Path(images_dir) / name)
+        page = pages[name]
+        if page is not None:
+            out.append(LabelledRow(name, page, r["entity_name"], r.get("group_id", ""), r["entity_value"]))
+        if progress:
+            progress(n + 1, len(records))
+    return out
+
+
+def _matches(value: float, unit: str, gold: str) -> bool:
+    return normalize_answer(format_prediction(value, unit)) == normalize_answer(gold)
+
+
+def build_examples(rows: Sequence[LabelledRow], priors: Priors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feature matrix, labels and row id (query) for every candidate of every row."""
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    qs: list[np.ndarray] = []
+    mentions_cache: dict[str, list] = {}
+    for qid, row in enumerate(rows):
+        mentions = mentions_cache.get(row.key)
+        if mentions is None:
+            mentions = mentions_cache[row.key] = find_mentions(row.page)
+        cands = page_candidates(row.page, mentions, row.entity, priors, row.group_id or None)
+        if not cands:
+            continue
+        xs.append(to_matrix(cands))
+        ys.append(np.array([_matches(c.quantity.value, c.quantity.unit, row.gold) for c in cands], dtype=np.float32))
+        qs.append(np.full(len(cands), qid, dtype=np.int64))
+    if not xs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return np.vstack(xs), np.concatenate(ys), np.concatenate(qs)
+
+
+def grouped_folds(rows: Sequence[LabelledRow], k: int = 5, seed: int = 0) -> list[int]:
+    """Fold number per row; rows sharing an image or a group_id always share a fold."""
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(rows):
+        for key in (("img", r.key), ("grp", r.group_id)):
+            if key[1] == "":
+                continue
+            j = first.setdefault(key, i)
+            parent[find(i)] = find(j)
+    comps: dict[int, list[int]] = {}
+    for i in range(len(rows)):
+        comps.setdefault(find(i), []).append(i)
+    order = sorted(comps.values(), key=len, reverse=True)
+    random.Random(seed).shuffle(order)
+    order.sort(key=len, reverse=True)  # stable: big components first, ties in seeded order
+    sizes = [0] * k
+    fold = [0] * len(rows)
+    for members in order:
+        f = min(range(k), key=lambda j: (sizes[j], j))
+        sizes[f] += len(members)
+        for i in members:
+            fold[i] = f
+    return fold
+
+
+def fit_ranker(rows: Sequence[LabelledRow], priors: Priors, seed: int = 0, **params: object) -> CandidateRanker:
+    """Fit a :class:`CandidateRanker` on labelled rows (deterministic for a given seed)."""
+    X, y, q = build_examples(rows, priors)
+    return CandidateRanker(seed=seed, **params).fit(X, y, q)  # type: ignore[arg-type]
+
+
+def cross_validate(
+    rows: Sequence[LabelledRow],
+    priors: Priors,
+    make_scorer: Callable[[Sequence[LabelledRow]], Scorer],
+    k: int = 5,
+    seed: int = 0,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """Out-of-fold predictions for every row: ``make_scorer`` is fitted on the other folds.
+
+    Returns:
+        ``(index -> prediction text, index -> confidence)`` keyed by row position.
+    """
+    from specread.pipeline import SpecReader
+
+    folds = grouped_folds(rows, k, seed)
+    preds: dict[str, str] = {}
+    confs: dict[str, float] = {}
+    for f in range(k):
+        scorer = make_scorer([r for r, g in zip(rows, folds, strict=True) if g != f])
+        reader = SpecReader(None, scorer, priors)
+        for i, (row, g) in enumerate(zip(rows, folds, strict=True)):
+            if g != f:
+                continue
+            pred = reader.read_page(row.page, [row.entity], row.group_id or None)[0][row.entity]
+            preds[str(i)] = pred.text
+            confs[str(i)] = pred.confidence
+    return preds, confs
