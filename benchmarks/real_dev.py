@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import resource
@@ -33,9 +34,26 @@ from specread.pipeline import ReaderConfig
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-dev"
 DIMS = ("width", "height", "depth")
 LAYOUT_FEATURES = (
-    "near_h", "near_v", "near_d", "role_line", "rival_line", "role_vertical", "role_edge", "text_vertical",
-    "edge_x", "edge_y", "mid_y", "x_rank", "y_rank", "is_left", "is_right", "is_top", "is_bottom", "cx", "cy",
-)  # fmt: skip
+    "near_h",
+    "near_v",
+    "near_d",
+    "role_line",
+    "rival_line",
+    "role_vertical",
+    "role_edge",
+    "text_vertical",
+    "edge_x",
+    "edge_y",
+    "mid_y",
+    "x_rank",
+    "y_rank",
+    "is_left",
+    "is_right",
+    "is_top",
+    "is_bottom",
+    "cx",
+    "cy",
+)
 
 
 def _input_csv(data: Path, out: Path, limit: int | None) -> tuple[Path, dict[str, str], dict[str, str]]:
@@ -86,7 +104,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "accuracy": report["accuracy"],
         "per_entity": {
             e: {"f1": s["f1"], "accuracy": s["accuracy"], "rows": s["rows"]} for e, s in report["per_entity"].items()
-        },  # fmt: skip
+        },
         "seconds": round(elapsed, 1),
         "images_per_s": round(stats.images / elapsed, 3),
         "peak_rss_mb_worker": round(rss_children, 1),
@@ -138,15 +156,16 @@ def _same_length(a: tuple[float, str], b: tuple[float, str]) -> bool:
 def _calibration(confs: dict[str, str], correct: dict[str, bool], bins: int = 5) -> dict:
     edges = np.linspace(0, 1, bins + 1)
     table, ece, n = [], 0.0, len(confs)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         keys = [k for k, c in confs.items() if lo <= c < hi or (hi == 1 and c == 1)]
         if not keys:
             continue
         mean_c = float(np.mean([confs[k] for k in keys]))
         acc = float(np.mean([correct[k] for k in keys]))
         ece += len(keys) / n * abs(mean_c - acc)
-        table.append({"bin": f"{lo:.1f}-{hi:.1f}", "rows": len(keys), "confidence": round(mean_c, 3),
-                      "accuracy": round(acc, 3)})  # fmt: skip
+        table.append(
+            {"bin": f"{lo:.1f}-{hi:.1f}", "rows": len(keys), "confidence": round(mean_c, 3), "accuracy": round(acc, 3)}
+        )
     return {"ece": round(ece, 4), "bins": table}
 
 

@@ -66,12 +66,12 @@ class CandidateRanker:
 
     def __init__(
         self,
-        n_estimators: int = 300,
-        learning_rate: float = 0.03,
+        n_estimators: int = 600,
+        learning_rate: float = 0.02,
         num_leaves: int = 7,
         min_child_samples: int = 20,
         feature_fraction: float = 0.8,
-        rule_weight: float = 1.0,
+        rule_weight: float = 2.0,
         ignore_features: tuple[str, ...] | list[str] = (),
         seed: int = 0,
     ) -> None:
