@@ -22,7 +22,7 @@ class SpecreadError(Exception):
 
 class UnknownEntityError(SpecreadError, ValueError):
     def __init__(self, entity: str, valid: list[str] | tuple[str, ...]) -> None:
-        super().__init__(entity)
+        super().__init__(entity, tuple(valid))  # every field in args: the error pickles across processes
         self.entity = entity
         self.valid = tuple(valid)
 

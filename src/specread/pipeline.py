@@ -173,7 +173,10 @@ class SpecReader:
     def read(
         self, image: str | Path | bytes | np.ndarray, entities: Sequence[str], group_id: str | None = None
     ) -> ReadResult:
-        """OCR one image and predict every requested entity."""
+        """OCR one image and predict every requested entity (entity names are checked first)."""
+        registry = get_registry()
+        for e in entities:
+            registry.entity(e)  # an unknown entity fails before any OCR is spent
         page = self.ocr(image)
         preds, cands = self.read_page(page, entities, group_id)
         return ReadResult(page, preds, cands)

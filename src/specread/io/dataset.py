@@ -142,6 +142,7 @@ class OutputWriter:
         self.done: dict[str, str] = {}
         if self.path.exists() and self.path.stat().st_size > 0:
             self._repair_tail()
+        if self.path.exists() and self.path.stat().st_size > 0:
             self.done = read_predictions(self.path)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,11 +152,22 @@ class OutputWriter:
         self._csv = csv.writer(self._fh)
 
     def _repair_tail(self) -> None:
+        """Drop a torn last line, but never cut a file this writer did not make."""
         data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(cut)
+        if data.endswith(b"\n"):
+            return
+        text = data.decode("utf-8-sig", errors="replace")
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            # Killed while writing the header line: start the file again.
+            if not "index,prediction,confidence".startswith(text.strip()):
+                return  # not an output file: read_predictions refuses it below
+        else:
+            header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]))
+            if "index" not in header or "prediction" not in header:
+                return  # e.g. the input CSV given as --output by mistake: leave its last row alone
+        with open(self.path, "r+b") as fh:
+            fh.truncate(cut)
 
     def write(self, index: str, prediction: str, confidence: float | None = None) -> None:
         row = [index, prediction]

@@ -17,7 +17,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from specread.errors import ImageLoadError
 
-__all__ = ["decode_image", "image_digest", "load_image", "read_image_bytes"]
+RASTER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+"""Formats decoded: product photos only. Vector and script formats (EPS runs Ghostscript) are refused."""
+
+__all__ = ["RASTER_FORMATS", "decode_image", "image_digest", "load_image", "read_image_bytes"]
 
 
 def image_digest(data: bytes) -> str:
@@ -34,7 +37,7 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if not data:
         raise ImageLoadError(name, "file is empty")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=RASTER_FORMATS) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "P"):

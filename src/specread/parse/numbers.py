@@ -45,6 +45,7 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(?<=\d),(?=\s\d{1,2}\b)", "."),  # "1, 5" read apart by OCR
         (r"(?<=\d)\s+\.(?=\d)|(?<=\d)\.\s+(?=\d)", "."),
         (r"(?<=\d)\s*°\s*(?=\d)", ""),
+        (r"(?<=\d)\s*-?\s*[iI][nN]\s*-?\s*1\b(?![.,/]?\d)", "inone"),  # "3 in 1", "2-in-1": a product type, not inches
         (r"(?<=[A-Za-z])[.:](?=\d)", ": "),  # "NET WT.1KG" is 1 kg, not .1 kg
         (r"(?<=\d)(\s?(?:[gG]|[kK][gG]|[mM][lL]|[cC][lL]|[lL]))\s?e(?![A-Za-z])", r"\1 "),  # the EU ℮ mark read as "e"
         (r"(?<![A-Za-z])[e℮](?=\d)", ""),  # "e1.76 fl.oz": the ℮ mark before the number

@@ -1,0 +1,284 @@
+"""Fetch an image from a URL a client gave us, without becoming a proxy into our own network.
+
+A service that downloads whatever URL it is sent can be pointed at
+``http://169.254.169.254/`` (cloud metadata), ``http://127.0.0.1:6379/`` or a
+host on the private LAN (server-side request forgery). So every fetch here:
+
+* accepts only ``http`` and ``https`` URLs;
+* resolves the host name itself and refuses the request if *any* resolved
+  address is private, loopback, link-local, multicast, reserved or otherwise
+  not globally routable (unless the operator allows private addresses), then
+  connects to one of the addresses it checked, so a DNS answer that changes
+  between the check and the connection (DNS rebinding) cannot slip through;
+* follows redirects itself, a few at most, and every hop goes through the same
+  check, so a public URL cannot redirect to a private one;
+* caps the bytes read (a ``Content-Length`` over the cap fails at once, a body
+  that keeps streaming fails as soon as it passes the cap) and the total time.
+
+The guard sits in an :class:`httpcore.AsyncNetworkBackend`, the single place
+where httpcore opens TCP connections, so no code path can connect without it.
+Responses are not decompressed (``Accept-Encoding: identity``), so a small
+gzip body cannot expand past the cap. Proxy environment variables are ignored.
+
+Example:
+    >>> import anyio
+    >>> data = anyio.run(fetch_image, "https://example.com/label.jpg", FetchPolicy())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import anyio
+import httpcore
+import httpx
+
+from specread.errors import SpecreadError
+
+__all__ = [
+    "BadUrlError",
+    "FetchError",
+    "FetchFailedError",
+    "FetchPolicy",
+    "FetchTimeoutError",
+    "FetchTooLargeError",
+    "GuardedBackend",
+    "Resolver",
+    "UrlNotAllowedError",
+    "fetch_image",
+    "system_resolver",
+]
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""``async (host, port) -> [ip, ...]``: how host names become addresses (injectable for tests)."""
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_USER_AGENT = "specread-service/1 (+image fetch)"
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What a URL fetch may do.
+
+    Attributes:
+        allow_private: allow private, loopback, link-local and other non-global
+            addresses (for an operator whose images live on an internal host).
+        allowed_networks: networks (CIDR strings) allowed even when
+            ``allow_private`` is off, e.g. one internal image host.
+        max_bytes: most bytes read from the body.
+        timeout: seconds for the whole fetch, redirects included.
+        connect_timeout: seconds to open one connection.
+        max_redirects: redirects followed before giving up.
+    """
+
+    allow_private: bool = False
+    allowed_networks: tuple[str, ...] = ()
+    max_bytes: int = 20 * 1024 * 1024
+    timeout: float = 15.0
+    connect_timeout: float = 5.0
+    max_redirects: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.timeout <= 0 or self.connect_timeout <= 0 or self.max_redirects < 0:
+            raise ValueError("max_bytes, timeout and connect_timeout must be positive; max_redirects >= 0")
+        for net in self.allowed_networks:
+            ipaddress.ip_network(net, strict=False)  # fail at start-up, not mid-request
+
+    def address_allowed(self, address: str) -> bool:
+        """True when connecting to ``address`` (an IP literal) is within this policy."""
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        if any(ip in ipaddress.ip_network(net, strict=False) for net in self.allowed_networks):
+            return True
+        if self.allow_private:
+            return True
+        return ip.is_global and not ip.is_multicast
+
+
+class FetchError(SpecreadError):
+    """A URL that could not be turned into image bytes; ``status`` is the HTTP status to answer with."""
+
+    status = 502
+    code = "fetch_failed"
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot fetch {self.url}: {self.reason}"
+
+
+class UrlNotAllowedError(FetchError):
+    """The host resolves to an address outside the fetch policy."""
+
+    status = 403
+    code = "url_not_allowed"
+
+
+class BadUrlError(FetchError):
+    """Not an http(s) URL with a host (also when a redirect points to one)."""
+
+    status = 422
+    code = "bad_url"
+
+
+class FetchTooLargeError(FetchError):
+    status = 413
+    code = "remote_too_large"
+
+
+class FetchTimeoutError(FetchError):
+    status = 504
+    code = "fetch_timeout"
+
+
+class FetchFailedError(FetchError):
+    """Connection refused, DNS failure, HTTP error status, broken response..."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve ``host`` with the system resolver (``getaddrinfo``), every address family."""
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that only connects to addresses the policy allows.
+
+    Args:
+        policy: the fetch policy.
+        resolver: host name -> addresses (default: the system resolver).
+        url: the URL being fetched, for error messages.
+    """
+
+    def __init__(self, policy: FetchPolicy, resolver: Resolver | None = None, url: str = "") -> None:
+        self.policy = policy
+        self.resolver = resolver or system_resolver
+        self.url = url
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = list(dict.fromkeys(await self.resolver(host, port)))
+        except (OSError, UnicodeError) as exc:
+            raise FetchFailedError(self.url, f"cannot resolve host {host!r}") from exc
+        if not addresses:
+            raise FetchFailedError(self.url, f"host {host!r} has no address")
+        refused = [a for a in addresses if not self.policy.address_allowed(a)]
+        if refused:
+            raise UrlNotAllowedError(
+                self.url, f"host {host!r} resolves to a non-public address ({refused[0]}); private URLs are disabled"
+            )
+        error: Exception | None = None
+        for address in addresses:  # connect to what was checked, never re-resolve
+            try:
+                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise UrlNotAllowedError(self.url, "unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _parse(url: str, shown: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise BadUrlError(shown, "not a valid URL") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise BadUrlError(shown, "only http and https URLs are allowed")
+    if not parsed.host:
+        raise BadUrlError(shown, "the URL has no host")
+    return parsed
+
+
+async def fetch_image(url: str, policy: FetchPolicy, resolver: Resolver | None = None) -> bytes:
+    """Download the body at ``url`` under ``policy``.
+
+    Args:
+        url: an ``http`` or ``https`` URL.
+        policy: what the fetch may do (addresses, size, time, redirects).
+        resolver: host name resolver; the system one by default.
+
+    Returns:
+        The response body (at most ``policy.max_bytes`` bytes).
+
+    Raises:
+        BadUrlError: not an http(s) URL with a host (also after a redirect).
+        UrlNotAllowedError: the host resolves to a disallowed address (also after a redirect).
+        FetchTooLargeError: the body is larger than ``policy.max_bytes``.
+        FetchTimeoutError: the fetch took longer than ``policy.timeout``.
+        FetchFailedError: DNS, connection, protocol or HTTP status failure.
+    """
+    shown = url if len(url) <= 200 else url[:200] + "..."
+    current = _parse(url, shown)
+    timeouts = {"connect": policy.connect_timeout, "read": policy.timeout, "write": policy.timeout, "pool": 1.0}
+    backend = GuardedBackend(policy, resolver, shown)
+    try:
+        with anyio.fail_after(policy.timeout):
+            async with httpcore.AsyncConnectionPool(network_backend=backend, retries=0, max_connections=4) as pool:
+                for _ in range(policy.max_redirects + 1):
+                    target = httpcore.URL(
+                        scheme=current.raw_scheme, host=current.raw_host, port=current.port, target=current.raw_path
+                    )
+                    headers = [(b"User-Agent", _USER_AGENT.encode()), (b"Accept-Encoding", b"identity")]
+                    async with pool.stream(
+                        "GET", target, headers=headers, extensions={"timeout": timeouts}
+                    ) as response:
+                        if response.status in _REDIRECTS:
+                            location = _header(response.headers, b"location")
+                            if not location:
+                                raise FetchFailedError(shown, f"redirect {response.status} without a Location")
+                            current = _parse(str(current.join(location)), shown)
+                            continue
+                        if not 200 <= response.status < 300:
+                            raise FetchFailedError(shown, f"the server answered HTTP {response.status}")
+                        return await _read_capped(response, policy.max_bytes, shown)
+                raise FetchFailedError(shown, f"more than {policy.max_redirects} redirects")
+    except TimeoutError as exc:
+        raise FetchTimeoutError(shown, f"no complete answer within {policy.timeout:g} s") from exc
+    except httpcore.TimeoutException as exc:
+        raise FetchTimeoutError(shown, "the server is too slow") from exc
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+        raise FetchFailedError(shown, f"connection failed ({type(exc).__name__})") from exc
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1").strip()
+    return ""
+
+
+async def _read_capped(response: httpcore.Response, max_bytes: int, shown: str) -> bytes:
+    declared = _header(response.headers, b"content-length")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FetchTooLargeError(shown, f"the image is {int(declared)} bytes; the limit is {max_bytes}")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_stream():
+        total += len(chunk)
+        if total > max_bytes:
+            raise FetchTooLargeError(shown, f"the image is larger than the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
