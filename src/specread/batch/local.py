@@ -20,7 +20,7 @@ from specread.errors import ImageLoadError
 from specread.io.dataset import OutputWriter, Row, finalize_output, image_name, iter_unique_images, read_rows
 from specread.pipeline import ReaderConfig, SpecReader, build_reader
 
-__all__ = ["RunStats", "predict_csv", "read_image_rows", "warm_cache"]
+__all__ = ["RunStats", "predict_csv", "read_image_rows", "read_images_batch", "warm_cache"]
 
 log = logging.getLogger("specread")
 
@@ -69,6 +69,37 @@ def read_image_rows(reader: SpecReader, path: Path | None, rows: Sequence[Row]) 
     return out, ""
 
 
+def read_images_batch(
+    reader: object, jobs: Sequence[tuple[Path | None, Sequence[Row]]]
+) -> list[tuple[list[RowResult], str]]:
+    """Batched variant for readers with ``read_many`` (VLM, hybrid): one generation batch spans images.
+
+    If any image of the batch cannot be read, the batch falls back to one image at a
+    time, so a bad file still costs only its own rows (empty, with a warning).
+    """
+    items: list[tuple[Path, list[str], str | None]] = []
+    owners: list[tuple[int, list[Row]]] = []
+    out: list[tuple[list[RowResult], str]] = [([], "") for _ in jobs]
+    for j, (path, rows) in enumerate(jobs):
+        if path is None:
+            out[j] = ([(r.index, "", 0.0) for r in rows], "no image link")
+            continue
+        by_group: dict[str, list[Row]] = {}
+        for r in rows:
+            by_group.setdefault(r.group_id, []).append(r)
+        for group, group_rows in by_group.items():
+            items.append((path, sorted({r.entity_name for r in group_rows}), group or None))
+            owners.append((j, group_rows))
+    try:
+        results = reader.read_many(items)  # type: ignore[attr-defined]
+    except ImageLoadError:
+        return [read_image_rows(reader, path, rows) for path, rows in jobs]  # type: ignore[arg-type]
+    for (j, group_rows), result in zip(owners, results, strict=True):
+        preds = result.predictions
+        out[j][0].extend((r.index, preds[r.entity_name].text, preds[r.entity_name].confidence) for r in group_rows)
+    return out
+
+
 def _work(path: Path | None, rows: Sequence[Row]) -> tuple[list[RowResult], str]:
     assert _READER is not None, "worker not initialised"
     return read_image_rows(_READER, path, rows)
@@ -109,6 +140,9 @@ def predict_csv(
     if not images.is_dir():
         raise FileNotFoundError(f"images folder not found: {images}")
     config = config or ReaderConfig()
+    if config.reader != "ocr" and workers > 1:
+        log.warning("--reader %s runs in one process (the VLM holds the accelerator); ignoring --workers", config.reader)
+        workers = 1
     stats = RunStats(rows=len(rows), warnings=[])
     with OutputWriter(output_csv, with_confidence=with_confidence) as writer:
         todo = [r for r in rows if r.index not in writer.done]
@@ -129,11 +163,21 @@ def predict_csv(
         done = 0
         if workers <= 1:
             local = reader or build_reader(config)
-            for link, image_rows in groups:
-                record(*read_image_rows(local, _resolve(images, link), image_rows))
-                done += 1
-                if progress:
-                    progress(done, total)
+            if hasattr(local, "read_many"):
+                size = int(config.vlm_options.get("batch_images", 8))
+                for start in range(0, total, size):
+                    chunk = [(_resolve(images, link), rs) for link, rs in groups[start : start + size]]
+                    for results, warning in read_images_batch(local, chunk):
+                        record(results, warning)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+            else:
+                for link, image_rows in groups:
+                    record(*read_image_rows(local, _resolve(images, link), image_rows))
+                    done += 1
+                    if progress:
+                        progress(done, total)
         else:
             for results, warning in _pool_map(config, workers, [(_resolve(images, link), rs) for link, rs in groups]):
                 record(results, warning)

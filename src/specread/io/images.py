@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from specread.errors import ImageLoadError
 
-RASTER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+RASTER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 """Formats decoded: product photos only. Vector and script formats (EPS runs Ghostscript) are refused."""
 
 __all__ = ["RASTER_FORMATS", "decode_image", "image_digest", "load_image", "read_image_bytes"]

@@ -1,0 +1,86 @@
+"""The local runner's batched path for readers that read several images at once (VLM, hybrid)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from specread.batch.local import predict_csv, read_images_batch
+from specread.errors import ImageLoadError
+from specread.io.dataset import Row
+from specread.pipeline import ReaderConfig, ReadResult
+from specread.types import OcrPage, Prediction
+
+
+class _BatchReader:
+    """Answers "<n>.0 gram" where n is the image's file size; records the batches it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def _one(self, path: Path, entities) -> ReadResult:  # noqa: ANN001
+        data = Path(path).read_bytes()
+        if not data:
+            raise ImageLoadError(str(path), "file is empty")
+        preds = {e: Prediction(e, float(len(data)), "gram", 0.5, "fake") for e in entities}
+        return ReadResult(OcrPage((), 1, 1), preds, {})
+
+    def read(self, image, entities, group_id=None) -> ReadResult:  # noqa: ANN001
+        return self._one(image, entities)
+
+    def read_many(self, items) -> list[ReadResult]:  # noqa: ANN001
+        self.batches.append(len(items))
+        return [self._one(image, entities) for image, entities, _group in items]
+
+
+def _make_images(tmp_path: Path, sizes: list[int]) -> list[Path]:
+    paths = []
+    for i, n in enumerate(sizes):
+        p = tmp_path / f"img{i}.png"
+        p.write_bytes(b"x" * n)
+        paths.append(p)
+    return paths
+
+
+def test_batch_spans_images_and_keeps_every_row(tmp_path: Path) -> None:
+    paths = _make_images(tmp_path, [3, 5])
+    jobs = [
+        (paths[0], [Row("0", "a", "1", "item_weight"), Row("1", "a", "2", "item_weight")]),
+        (paths[1], [Row("2", "b", "1", "item_weight")]),
+        (None, [Row("3", "", "1", "item_weight")]),
+    ]
+    reader = _BatchReader()
+    out = read_images_batch(reader, jobs)
+    assert reader.batches == [3]  # two groups on the first image, one on the second
+    assert [[r[:2] for r in rows] for rows, _ in out] == [
+        [("0", "3.0 gram"), ("1", "3.0 gram")],
+        [("2", "5.0 gram")],
+        [("3", "")],
+    ]
+    assert out[2][1] == "no image link"
+
+
+def test_a_bad_image_falls_back_to_one_image_at_a_time(tmp_path: Path) -> None:
+    paths = _make_images(tmp_path, [4, 0])
+    jobs = [(paths[0], [Row("0", "a", "1", "item_weight")]), (paths[1], [Row("1", "b", "1", "item_weight")])]
+    out = read_images_batch(_BatchReader(), jobs)
+    assert out[0][0][0][:2] == ("0", "4.0 gram") and out[0][1] == ""
+    assert out[1][0][0][:2] == ("1", "") and "empty" in out[1][1]
+
+
+def test_predict_csv_uses_the_batched_path(tmp_path: Path) -> None:
+    paths = _make_images(tmp_path, [1, 2, 3, 4, 5])
+    input_csv = tmp_path / "in.csv"
+    with open(input_csv, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "image_link", "group_id", "entity_name"])
+        for i, p in enumerate(paths):
+            w.writerow([i, f"https://example.invalid/{p.name}", "1", "item_weight"])
+    reader = _BatchReader()
+    config = ReaderConfig(reader="vlm", vlm_options={"batch_images": 2})
+    stats = predict_csv(input_csv, tmp_path, tmp_path / "out.csv", config, workers=2, reader=reader)
+    assert reader.batches == [2, 2, 1]
+    with open(tmp_path / "out.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["prediction"] for r in rows] == [f"{n}.0 gram" for n in range(1, 6)]
+    assert stats.rows == 5 and stats.failed_images == 0
