@@ -18,17 +18,17 @@ class _BatchReader:
     def __init__(self) -> None:
         self.batches: list[int] = []
 
-    def _one(self, path: Path, entities) -> ReadResult:  # noqa: ANN001
+    def _one(self, path: Path, entities) -> ReadResult:
         data = Path(path).read_bytes()
         if not data:
             raise ImageLoadError(str(path), "file is empty")
         preds = {e: Prediction(e, float(len(data)), "gram", 0.5, "fake") for e in entities}
         return ReadResult(OcrPage((), 1, 1), preds, {})
 
-    def read(self, image, entities, group_id=None) -> ReadResult:  # noqa: ANN001
+    def read(self, image, entities, group_id=None) -> ReadResult:
         return self._one(image, entities)
 
-    def read_many(self, items) -> list[ReadResult]:  # noqa: ANN001
+    def read_many(self, items) -> list[ReadResult]:
         self.batches.append(len(items))
         return [self._one(image, entities) for image, entities, _group in items]
 

@@ -77,6 +77,10 @@ def predict(
     vlm_threshold: Annotated[
         float, typer.Option("--vlm-threshold", help="hybrid: rows under this OCR confidence go to the VLM.")
     ] = 0.5,
+    vlm_batch_size: Annotated[int, typer.Option("--vlm-batch-size", min=1, help="Prompts per VLM generate call.")] = 8,
+    prompt_template: Annotated[
+        Path | None, typer.Option("--prompt-template", help="VLM prompt template file ({entity}, {units}, {hints}).")
+    ] = None,
     engine: Annotated[str, typer.Option("--engine", help="Runner: local (process pool) or ray.")] = "local",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (--engine ray).")] = None,
     download: Annotated[bool, typer.Option("--download", help="Download missing images into --images first.")] = False,
@@ -115,7 +119,14 @@ def predict(
             engine_options=dict(PRESETS[preset]),
             cache_dir=None if no_cache else (cache_dir or "default"),
             reader=reader,
-            vlm_options={"model": model, "threshold": vlm_threshold} if model else {},
+            vlm_options={
+                "model": model,
+                "threshold": vlm_threshold,
+                "batch_size": vlm_batch_size,
+                **({"prompt_template": str(prompt_template)} if prompt_template else {}),
+            }
+            if model
+            else {},
         )
         with _progress() as bar:
             task = bar.add_task("reading images", total=None)
@@ -262,7 +273,7 @@ def priors(
 
 @app.command()
 def train(
-    labels_csv: Annotated[Path, typer.Argument(help="Labels: image_link,group_id,entity_name,entity_value[,image_file].")],
+    labels_csv: Annotated[Path, typer.Argument(help="Labels CSV: image_link,group_id,entity_name,entity_value.")],
     images: Annotated[Path, typer.Option("--images", help="Folder of the labelled images.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the ranker model.")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed (training is deterministic for a seed).")] = 0,
@@ -332,6 +343,9 @@ def serve(
     ] = False,
     cache_dir: CacheOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the OCR cache.")] = False,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", min=1, help="Requests waiting for OCR before answering 503.")
+    ] = 512,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
@@ -353,6 +367,7 @@ def serve(
         reader=reader,
         workers=workers,
         max_upload_bytes=max_bytes,
+        max_pending=max_queue,
         fetch=FetchPolicy(allow_private=allow_private_urls, max_bytes=max_bytes),
     )
     run_service(settings, host=host, port=port, log_level=log_level)
@@ -391,6 +406,164 @@ def download(
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip()) from None
+
+
+@app.command()
+def clean(
+    train_csv: Annotated[Path, typer.Argument(help="Labels: image_link,group_id,entity_name,entity_value.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Cleaned CSV to write (same columns).")],
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Also drop rows whose image is missing or undecodable.")
+    ] = None,
+    list_policy: Annotated[
+        str, typer.Option("--list-policy", help="Lists and ranges become one value: max, min, first, last or drop.")
+    ] = "max",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts and examples as JSON.")] = False,
+) -> None:
+    """Clean training labels by documented rules and print how many rows each rule changed or dropped."""
+    from specread.labels.clean import RULES, clean_csv
+
+    try:
+        report = clean_csv(train_csv, output, images, list_policy)
+    except (SpecreadError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise _fail(f"file not found: {exc.filename}") from None
+    data = report.to_dict()
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"{data['rows_in']} rows in, {data['rows_out']} rows out -> {output}")
+    for col in ("rule", "rows", "example"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for rule in RULES:
+        ex = data["examples"].get(rule, [])
+        table.add_row(rule, str(data["rules"][rule]), f"{ex[0][0]}: {ex[0][1]!r} -> {ex[0][2]!r}" if ex else "")
+    table.add_row("kept unchanged", str(data["kept_unchanged"]), "", style="bold")
+    Console().print(table)
+
+
+@app.command()
+def eda(
+    labels_csv: Annotated[Path, typer.Argument(help="Labels: image_link,group_id,entity_name,entity_value.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write (self-contained).")],
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder: adds image sizes and checks.")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Report title.")] = None,
+) -> None:
+    """Write a one-file HTML report on a label CSV (needs the 'eda' extra: matplotlib)."""
+    try:
+        from specread.labels.eda import write_report
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise _fail(f"eda needs the 'eda' extra: pip install 'specread[eda]' ({exc})") from None
+    try:
+        path = write_report(labels_csv, output, images, title)
+    except (SpecreadError, ValueError, KeyError) as exc:
+        raise _fail(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise _fail(f"file not found: {exc.filename}") from None
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def finetune(
+    model: Annotated[str, typer.Option("--model", help="Base VLM folder or id (or a previous output).")],
+    train: Annotated[Path, typer.Option("--train", help="Cleaned labels CSV (specread clean output).")],
+    images: Annotated[Path, typer.Option("--images", help="Folder of the training images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (checkpoints, metrics, model).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Examples per optimizer step.")] = 16,
+    micro_batch: Annotated[
+        int | None, typer.Option("--micro-batch", min=1, help="Examples per forward pass (gradient accumulation).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 3e-5, LoRA 2e-4).")] = None,
+    text_only: Annotated[bool, typer.Option("--text-only", help="Train the language part, vision frozen.")] = False,
+    lora: Annotated[bool, typer.Option("--lora", help="Train LoRA adapters on the language part (peft).")] = False,
+    lora_rank: Annotated[int, typer.Option("--lora-rank", min=1)] = 16,
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha", min=1)] = 32,
+    train_projector: Annotated[
+        bool, typer.Option("--train-projector", help="Text-only: also train the vision-to-text projector.")
+    ] = False,
+    schedule: Annotated[str, typer.Option("--schedule", help="cosine or constant after warm-up.")] = "cosine",
+    warmup: Annotated[float, typer.Option("--warmup", min=0.0, max=1.0, help="Share of steps warming up.")] = 0.05,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Steps per checkpoint.")] = 500,
+    eval_every: Annotated[int, typer.Option("--eval-every", min=0, help="Steps between validations (0: end).")] = 500,
+    val: Annotated[Path | None, typer.Option("--val", help="Validation labels CSV.")] = None,
+    val_images: Annotated[Path | None, typer.Option("--val-images", help="Images of --val (default --images).")] = None,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Hold out this share of images (no --val).")
+    ] = 0.0,
+    val_max: Annotated[int, typer.Option("--val-max", min=1, help="Validation questions per evaluation.")] = 512,
+    negatives: Annotated[
+        float, typer.Option("--negatives", min=0.0, max=1.0, help="Share of images also asked an absent entity.")
+    ] = 0.1,
+    prompt_template: Annotated[
+        Path | None, typer.Option("--prompt-template", help="Prompt template file ({entity}, {units}, {hints}).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str | None, typer.Option("--device", help="cuda, cpu... (default: cuda when present).")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="auto, bfloat16, float32...")] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow model code from the folder.")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --output.")] = False,
+) -> None:
+    """Fine-tune a VLM on cleaned labels (needs the 'vlm' extra), resumable, with validation F1."""
+    _setup_logging(verbose=True)  # validation scores and resume points are logged at INFO
+    if text_only and lora:
+        raise _fail("choose one of --text-only and --lora")
+    try:
+        from specread.vlm.finetune import FinetuneConfig
+        from specread.vlm.finetune import finetune as run_finetune
+    except ImportError as exc:  # pragma: no cover - the extra is missing
+        raise _fail(f"finetune needs the 'vlm' extra: pip install 'specread[vlm]' ({exc})") from None
+    try:
+        cfg = FinetuneConfig(
+            model=model,
+            train_csv=str(train),
+            images_dir=str(images),
+            output_dir=str(output),
+            steps=steps,
+            batch_size=batch_size,
+            micro_batch=micro_batch,
+            lr=lr,
+            mode="lora" if lora else "text-only",
+            lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            train_projector=train_projector,
+            schedule=schedule,
+            warmup=warmup,
+            checkpoint_every=checkpoint_every,
+            eval_every=eval_every,
+            val_csv=str(val) if val else None,
+            val_images=str(val_images) if val_images else None,
+            val_fraction=val_fraction,
+            val_max=val_max,
+            negatives=negatives,
+            template=str(prompt_template) if prompt_template else None,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            resume=resume,
+        )
+        with _progress() as bar:
+            task = bar.add_task("fine-tuning", total=steps)
+
+            def tick(step: int, total: int, loss: float) -> None:
+                bar.update(task, completed=step, total=total, description=f"loss {loss:.4f}")
+
+            result = run_finetune(cfg, progress=tick)
+    except (SpecreadError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip()) from None
+    last = result.validations[-1]["f1"] if result.validations else None
+    console.print(
+        f"wrote {result.output_dir}: {result.steps_done} steps, final loss "
+        f"{result.losses[-1] if result.losses else float('nan'):.4f}"
+        + (f", validation F1 {last:.4f}" if last is not None else "")
+        + f", {result.wall_s:.0f} s"
+    )
 
 
 def main() -> None:  # pragma: no cover

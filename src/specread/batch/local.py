@@ -141,7 +141,7 @@ def predict_csv(
         raise FileNotFoundError(f"images folder not found: {images}")
     config = config or ReaderConfig()
     if config.reader != "ocr" and workers > 1:
-        log.warning("--reader %s runs in one process (the VLM holds the accelerator); ignoring --workers", config.reader)
+        log.warning("--reader %s runs in one process (the VLM holds the GPU): ignoring --workers", config.reader)
         workers = 1
     stats = RunStats(rows=len(rows), warnings=[])
     with OutputWriter(output_csv, with_confidence=with_confidence) as writer:
