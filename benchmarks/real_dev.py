@@ -28,32 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
+from specread.extract.features import LAYOUT_FEATURES
 from specread.metrics import normalize_answer, score_rows
 from specread.pipeline import ReaderConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-dev"
 DIMS = ("width", "height", "depth")
-LAYOUT_FEATURES = (
-    "near_h",
-    "near_v",
-    "near_d",
-    "role_line",
-    "rival_line",
-    "role_vertical",
-    "role_edge",
-    "text_vertical",
-    "edge_x",
-    "edge_y",
-    "mid_y",
-    "x_rank",
-    "y_rank",
-    "is_left",
-    "is_right",
-    "is_top",
-    "is_bottom",
-    "cx",
-    "cy",
-)
 
 
 def _input_csv(data: Path, out: Path, limit: int | None) -> tuple[Path, dict[str, str], dict[str, str]]:

@@ -194,6 +194,11 @@ def test_ranges_give_both_ends(text: str, expected: list[tuple[float, str]]) -> 
     assert [q.group_pos for q in qs] == [0, 1]
 
 
+def test_in_followed_by_other_numbers_is_still_inches() -> None:
+    assert [(q.value, q.unit) for q in parse_quantities("12 in 1.5 mm")] == [(12.0, "inch"), (1.5, "millimetre")]
+    assert [(q.value, q.unit) for q in parse_quantities("10 in 12 pack")] == [(10.0, "inch")]
+
+
 def test_single_value_is_not_a_range() -> None:
     (q,) = parse_quantities("240V")
     assert not q.is_range and q.group == -1 and q.group_size == 1
@@ -221,6 +226,9 @@ def test_single_value_is_not_a_range() -> None:
         "Pack of 6",
         "",
         "Premium Quality",
+        "3 in 1 charger",  # a product type, not 3 inches (policy in parse/numbers.py)
+        "2-in-1 cable",
+        "5 IN 1",
     ],
 )
 def test_things_that_must_not_parse(text: str) -> None:

@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from specread.errors import SpecreadError
+from specread.progress import make_progress
 
 app = typer.Typer(
     help="Read product specifications (weight, volume, voltage, wattage, dimensions) off product images.",
@@ -36,24 +36,6 @@ def _setup_logging(verbose: bool = False) -> None:
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=2)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal and not _force_progress(),
-    )
-
-
-def _force_progress() -> bool:
-    import os
-
-    return os.environ.get("SPECREAD_PROGRESS") == "1"
 
 
 CacheOpt = Annotated[
@@ -128,7 +110,7 @@ def predict(
             if model
             else {},
         )
-        with _progress() as bar:
+        with make_progress(console) as bar:
             task = bar.add_task("reading images", total=None)
 
             def tick(done: int, total: int) -> None:
@@ -306,7 +288,7 @@ def train(
             logging.getLogger("specread").warning("%s (row skipped)", exc)
             return None
 
-    with _progress() as bar:
+    with make_progress(console) as bar:
         task = bar.add_task("OCR", total=len(set(paths)))
         warm_cache(paths, config, workers, progress=lambda d, t: bar.update(task, completed=d, total=t))
         rows = load_labelled_rows(labels_csv, images, ocr)
@@ -546,7 +528,7 @@ def finetune(
             trust_remote_code=trust_remote_code,
             resume=resume,
         )
-        with _progress() as bar:
+        with make_progress(console) as bar:
             task = bar.add_task("fine-tuning", total=steps)
 
             def tick(step: int, total: int, loss: float) -> None:

@@ -22,7 +22,7 @@ from specread.rank.priors import Priors
 from specread.types import Candidate, OcrPage
 from specread.units.registry import ENTITIES, get_registry
 
-__all__ = ["FEATURE_NAMES", "page_candidates", "to_matrix"]
+__all__ = ["FEATURE_NAMES", "LAYOUT_FEATURES", "page_candidates", "to_matrix"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "entity_id",
@@ -84,6 +84,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "role_vertical",
     "role_edge",
 )
+
+LAYOUT_FEATURES: tuple[str, ...] = (
+    "near_h", "near_v", "near_d", "role_line", "rival_line", "role_vertical", "role_edge", "text_vertical",
+    "edge_x", "edge_y", "mid_y", "x_rank", "y_rank", "is_left", "is_right", "is_top", "is_bottom", "cx", "cy",
+)  # fmt: skip
+"""Where a value sits and which lines run beside it (used to measure what layout adds)."""
+
 
 # Which line orientation and placement each dimension entity is drawn with:
 # (its own line feature, the rival line feature, sign for vertical text, sign for side placement).

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -50,6 +49,7 @@ from tenacity import (
 from specread.errors import ImageLoadError
 from specread.io.dataset import Row, image_name
 from specread.io.images import decode_image
+from specread.progress import make_progress
 
 __all__ = [
     "MANIFEST_NAME",
@@ -201,7 +201,7 @@ def download_links(
     folder.mkdir(parents=True, exist_ok=True)
     stats = DownloadStats(links=len(links), manifest=folder / MANIFEST_NAME)
     start = time.perf_counter()
-    with _progress(console) as bar:
+    with make_progress(console) as bar:
         task = bar.add_task("downloading images", total=len(links))
         asyncio.run(
             _download_all(
@@ -224,18 +224,6 @@ def download_links(
             + (f" (reasons in {stats.manifest})" if stats.failed else "")
         )
     return stats
-
-
-def _progress(console: Console | None) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=console is None or not (console.is_terminal or os.environ.get("SPECREAD_PROGRESS") == "1"),
-    )
 
 
 async def _download_all(
