@@ -20,7 +20,7 @@ from specread.errors import ImageLoadError
 from specread.io.dataset import OutputWriter, Row, finalize_output, image_name, iter_unique_images, read_rows
 from specread.pipeline import ReaderConfig, SpecReader, build_reader
 
-__all__ = ["RunStats", "predict_csv", "read_image_rows", "read_images_batch", "warm_cache"]
+__all__ = ["RunStats", "plan_run", "predict_csv", "read_image_rows", "read_images_batch", "warm_cache"]
 
 log = logging.getLogger("specread")
 
@@ -100,6 +100,17 @@ def read_images_batch(
     return out
 
 
+def plan_run(rows: Sequence[Row], writer: OutputWriter) -> tuple[list[tuple[str, list[Row]]], RunStats]:
+    """What is left to do after a resume: the unfinished rows grouped by unique image, and the run's counters.
+
+    Shared by every runner, so the local and Ray runners resume the same way.
+    """
+    todo = [r for r in rows if r.index not in writer.done]
+    groups = list(iter_unique_images(todo))
+    stats = RunStats(rows=len(rows), images=len(groups), skipped_rows=len(rows) - len(todo), warnings=[])
+    return groups, stats
+
+
 def _work(path: Path | None, rows: Sequence[Row]) -> tuple[list[RowResult], str]:
     assert _READER is not None, "worker not initialised"
     return read_image_rows(_READER, path, rows)
@@ -143,12 +154,8 @@ def predict_csv(
     if config.reader != "ocr" and workers > 1:
         log.warning("--reader %s runs in one process (the VLM holds the GPU): ignoring --workers", config.reader)
         workers = 1
-    stats = RunStats(rows=len(rows), warnings=[])
     with OutputWriter(output_csv, with_confidence=with_confidence) as writer:
-        todo = [r for r in rows if r.index not in writer.done]
-        stats.skipped_rows = len(rows) - len(todo)
-        groups = list(iter_unique_images(todo))
-        stats.images = len(groups)
+        groups, stats = plan_run(rows, writer)
         total = len(groups)
 
         def record(results: list[RowResult], warning: str) -> None:

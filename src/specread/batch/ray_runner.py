@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from specread.batch.local import RunStats, read_image_rows
-from specread.io.dataset import OutputWriter, Row, finalize_output, image_name, iter_unique_images, read_rows
+from specread.batch.local import RunStats, plan_run, read_image_rows
+from specread.io.dataset import OutputWriter, Row, finalize_output, image_name, read_rows
 from specread.pipeline import ReaderConfig
 
 __all__ = ["ImageBatchReader", "predict_csv_ray"]
@@ -108,12 +108,8 @@ def predict_csv_ray(
     if not images.is_dir():
         raise FileNotFoundError(f"images folder not found: {images}")
     config = config or ReaderConfig()
-    stats = RunStats(rows=len(rows), warnings=[])
     with OutputWriter(output_csv, with_confidence=with_confidence) as writer:
-        todo = [r for r in rows if r.index not in writer.done]
-        stats.skipped_rows = len(rows) - len(todo)
-        groups = list(iter_unique_images(todo))
-        stats.images = len(groups)
+        groups, stats = plan_run(rows, writer)
         if groups:
             _run(groups, images, config, writer, stats, address, progress, actors, batch_size)
     finalize_output(output_csv, [r.index for r in rows])
