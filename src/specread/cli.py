@@ -33,6 +33,13 @@ def _setup_logging(verbose: bool = False) -> None:
     )
 
 
+def _os_error_message(exc: OSError) -> str:
+    """One line for a failed file operation: the OS reason and the path, no traceback."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code=2)
@@ -127,7 +134,7 @@ def predict(
     except SpecreadError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
-        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip()) from None
+        raise _fail(_os_error_message(exc)) from None
     console.print(
         f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
         f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"
@@ -387,7 +394,7 @@ def download(
     except SpecreadError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
-        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip()) from None
+        raise _fail(_os_error_message(exc)) from None
 
 
 @app.command()
@@ -538,7 +545,7 @@ def finetune(
     except (SpecreadError, ValueError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
-        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".strip()) from None
+        raise _fail(_os_error_message(exc)) from None
     last = result.validations[-1]["f1"] if result.validations else None
     console.print(
         f"wrote {result.output_dir}: {result.steps_done} steps, final loss "
