@@ -134,6 +134,14 @@ def test_unit_aliases(text: str, value: float, unit: str) -> None:
         ("NET WT.1KG", 1, "kilogram"),
         ("500 rnl", 500, "millilitre"),
         ("500 g e", 500, "gram"),
+        ("4.50Z", 4.5, "ounce"),
+        ("1O ml", 10, "millilitre"),
+        ("1OO g", 100, "gram"),
+        ("6oo GSM", 600, "gram"),
+        ("22OGSM", 220, "gram"),
+        ("0.42lnch", 0.42, "inch"),
+        ("5Oz", 5, "ounce"),  # "O" before "z" is the ounce, not a zero
+        ("200GSM", 200, "gram"),  # fabric weight: labels record it as the item's grams
     ],
 )
 def test_ocr_confusions(text: str, value: float, unit: str) -> None:
@@ -229,6 +237,8 @@ def test_single_value_is_not_a_range() -> None:
         "3 in 1 charger",  # a product type, not 3 inches (policy in parse/numbers.py)
         "2-in-1 cable",
         "5 IN 1",
+        "1/2",
+        "2 Oct",  # "O" becomes "0" only before a unit
     ],
 )
 def test_things_that_must_not_parse(text: str) -> None:

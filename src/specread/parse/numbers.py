@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 
 __all__ = ["NUMBER_PATTERN", "normalize_text", "parse_number"]
 
@@ -31,7 +32,12 @@ NUMBER_PATTERN = r"""
 )
 """
 
-_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+
+def _zeros(m: re.Match[str]) -> str:
+    return "0" * len(m.group())
+
+
+_SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = tuple(
     (re.compile(p), r)
     for p, r in (
         (r"[×✕✖]|(?<=\d)\s*[*]\s*(?=\d)", " x "),  # multiplication signs in dimension groups
@@ -41,7 +47,8 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"(?<=\d[.,])[Oo](?![A-Za-z])", "0"),  # "2,O5" / "1.O"
         (r"(?<![A-Za-z\d])[lI|](?=\d)|(?<=\d)[lI](?=\d)", "1"),
         (r"(?<=\d)1b(s?)\b", r" lb\1"),  # "51b" is "5 lb"
-        (r"(?<=\d)0z\b", " oz"),  # "160z" is "16 oz"
+        (r"(?<=\d)0[zZ]\b", " oz"),  # "160z" is "16 oz", "4.50Z" is "4.5 oz"
+        (r"(?<=\d)[Oo]{1,2}(?=\s?(?i:[mk]?g|gsm|[mc]?l|[mc]m)\b)", _zeros),  # "1O ml", "6oo GSM"
         (r"(?<=\d),(?=\s\d{1,2}\b)", "."),  # "1, 5" read apart by OCR
         (r"(?<=\d)\s+\.(?=\d)|(?<=\d)\.\s+(?=\d)", "."),
         (r"(?<=\d)\s*°\s*(?=\d)", ""),

@@ -41,9 +41,12 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 
 # Entity-specific cues: widths are often printed under the product, depths are
-# the longest slanted measure, and a voltage range is labelled by its top end.
+# the longest slanted measure, a voltage range is labelled by its top end, and a
+# volume printed twice ("16 FL OZ (473 mL)") is labelled with the one outside the
+# brackets (all 15 such real-dev rows; item weights go either way, 34 vs 39).
 ENTITY_WEIGHTS: dict[str, dict[str, float]] = {
     "width": {"cy": 0.6},
+    "item_volume": {"in_parens": -1.0},
     "depth": {"is_max": 0.5},
     "voltage": {"range_high": 0.8},
     "wattage": {"is_max": 0.5},
