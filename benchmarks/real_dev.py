@@ -124,6 +124,26 @@ def _dims_breakdown(rows, preds) -> dict:
     return {e: dict(c) for e, c in out.items()}
 
 
+def _candidate_recall(rows) -> dict:
+    """Per entity, the share of rows whose label is among the candidates: no selector can beat it.
+
+    Rows answered by the group prior (nothing read) can still be right, so accuracy may exceed
+    it by a little.
+    """
+    from specread.extract.candidates import find_mentions
+    from specread.extract.features import page_candidates
+    from specread.rank.priors import load_priors
+
+    priors = load_priors()
+    hits: dict[str, list[bool]] = {}
+    for r in rows:
+        gold = normalize_answer(r.gold)
+        cands = page_candidates(r.page, find_mentions(r.page), r.entity, priors, r.group_id or None)
+        found = any(normalize_answer(f"{c.quantity.value} {c.quantity.unit}") == gold for c in cands)
+        hits.setdefault(r.entity, []).append(gold is not None and found)
+    return {e: {"rows": len(h), "label_among_candidates": round(sum(h) / len(h), 4)} for e, h in sorted(hits.items())}
+
+
 def _same_length(a: tuple[float, str], b: tuple[float, str]) -> bool:
     from specread.units.registry import get_registry
 
@@ -195,6 +215,7 @@ def cross_validation(args: argparse.Namespace) -> dict:
         "folds": args.cv,
         "repeats": args.repeats,
         "rows": len(rows),
+        "candidate_recall": _candidate_recall(rows),
         "systems": {},
     }
     for name, make in systems.items():
