@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,9 @@ def end_to_end(args: argparse.Namespace) -> dict:
         tmpdir = Path(tmp)
         input_csv, gold, entities = _input_csv(args.data, tmpdir, args.limit)
         cache = args.cache_dir or str(tmpdir / "cache")
-        config = ReaderConfig(scorer=args.scorer, cache_dir=cache, engine_options=_preset(args.preset))
+        config = ReaderConfig(
+            scorer=args.scorer, cache_dir=cache, engine_options=_preset(args.preset), retry_side=args.retry_side
+        )
         start = time.perf_counter()
         stats = predict_csv(input_csv, args.data / "images", tmpdir / "out.csv", config, workers=args.workers)
         elapsed = time.perf_counter() - start
@@ -75,6 +78,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "scorer": args.scorer,
         "in_sample": args.scorer == "ranker",
         "preset": args.preset,
+        "retry_side": args.retry_side,
         "workers": args.workers,
         "warm_cache": args.cache_dir is not None,
         "rows": stats.rows,
@@ -203,6 +207,16 @@ def cross_validation(args: argparse.Namespace) -> dict:
 
     rows = load_labelled_rows(args.data / "labels.csv", args.data / "images", ocr)
     priors = load_priors()
+    retry = None
+    if args.retry_side:
+        finer = build_reader(replace(config, retry_side=args.retry_side)).retry
+
+        def retry(row):
+            try:
+                return finer(args.data / "images" / row.key)
+            except ImageLoadError:
+                return None
+
     gold = {str(i): r.gold for i, r in enumerate(rows)}
     entities = {str(i): r.entity for i, r in enumerate(rows)}
     systems = {
@@ -212,6 +226,7 @@ def cross_validation(args: argparse.Namespace) -> dict:
     }
     result: dict = {
         "mode": "cross_validation",
+        "retry_side": args.retry_side,
         "folds": args.cv,
         "repeats": args.repeats,
         "rows": len(rows),
@@ -221,7 +236,7 @@ def cross_validation(args: argparse.Namespace) -> dict:
     for name, make in systems.items():
         runs = []
         for repeat in range(args.repeats):
-            preds, confs = cross_validate(rows, priors, make, k=args.cv, seed=args.seed + repeat)
+            preds, confs = cross_validate(rows, priors, make, k=args.cv, seed=args.seed + repeat, retry=retry)
             runs.append((preds, confs, score_rows(preds, gold, entities).to_dict()))
         preds, confs, rep = runs[0]
         correct = {k: normalize_answer(preds[k]) == normalize_answer(gold[k]) for k in preds}
@@ -246,6 +261,7 @@ def main() -> None:
     parser.add_argument("--scorer", default="ranker", choices=["ranker", "rules"])
     parser.add_argument("--preset", default="accurate")
     parser.add_argument("--cache-dir", default=None, help="OCR cache (default: a fresh temp dir, i.e. cold OCR)")
+    parser.add_argument("--retry-side", type=int, default=0, help="second OCR pass for unanswered entities")
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
     parser.add_argument("--cv", type=int, default=0, help="K-fold grouped cross-validation of the selectors")
     parser.add_argument("--seed", type=int, default=0, help="fold split seed (the first one, with --repeats)")

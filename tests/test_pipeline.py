@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 
 from specread.errors import UnknownEntityError
-from specread.pipeline import ReaderConfig, SpecReader, build_reader
+from specread.ocr.presets import PRESETS
+from specread.pipeline import PageSource, ReaderConfig, SpecReader, build_reader
 from specread.rank.priors import load_priors
 from specread.rank.rules import RuleScorer
-from specread.types import OcrPage
+from specread.types import OcrPage, OcrToken
 
 
 def test_unknown_entity_fails_before_any_image_work() -> None:
@@ -37,3 +41,73 @@ def test_build_reader_rejects_unknown_names() -> None:
 def test_default_reader_uses_the_shipped_ranker() -> None:
     reader = build_reader(ReaderConfig(cache_dir=None))
     assert reader.scorer.name == "ranker"
+
+
+class _PagesInTurn:
+    """A stand-in OCR engine: gives its pages in turn and counts the calls."""
+
+    def __init__(self, *pages: OcrPage) -> None:
+        self.pages = list(pages)
+        self.calls = 0
+
+    def fingerprint(self) -> str:
+        return "stand-in"
+
+    def __call__(self, image: np.ndarray) -> OcrPage:
+        self.calls += 1
+        return self.pages.pop(0)
+
+
+def _line(text: str, top: float) -> OcrToken:
+    return OcrToken(text, 0.95, ((0.1, top), (0.7, top), (0.7, top + 0.08), (0.1, top + 0.08)))
+
+
+FIRST = OcrPage((_line("Net Wt 500 g", 0.1),), 800, 800)
+FINER = OcrPage((_line("Net Wt 500 g", 0.1), _line("Input 12V DC", 0.5)), 800, 800)
+IMAGE = np.zeros((8, 8, 3), dtype=np.uint8)
+
+
+def test_second_pass_answers_only_the_entities_the_first_page_missed() -> None:
+    finer = _PagesInTurn(FINER)
+    reader = SpecReader(_PagesInTurn(FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
+    preds = reader.read(IMAGE, ["item_weight", "voltage"]).predictions
+    assert (preds["item_weight"].value, preds["item_weight"].unit) == (500, "gram")
+    assert (preds["voltage"].value, preds["voltage"].unit, preds["voltage"].source) == (12, "volt", "rules")
+    assert finer.calls == 1
+
+
+def test_no_second_pass_when_every_entity_has_a_candidate() -> None:
+    finer = _PagesInTurn(FINER)
+    reader = SpecReader(_PagesInTurn(FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
+    reader.read(IMAGE, ["item_weight"])
+    assert finer.calls == 0
+
+
+def test_second_pass_that_reads_nothing_new_keeps_the_prior_answer() -> None:
+    reader = SpecReader(_PagesInTurn(FIRST), RuleScorer(), load_priors(), retry=PageSource(_PagesInTurn(FIRST)))
+    assert reader.read(IMAGE, ["wattage"]).predictions["wattage"].source == "prior"
+
+
+def test_retry_side_is_checked_and_shares_the_first_engine(tmp_path) -> None:
+    accurate = dict(PRESETS["accurate"])
+    with pytest.raises(ValueError, match="retry_side"):
+        build_reader(ReaderConfig(cache_dir=None, engine_options=accurate, retry_side=800))
+    with pytest.raises(ValueError, match="max_side"):
+        build_reader(ReaderConfig(cache_dir=None, engine_options=accurate, retry_side=4000))
+    reader = build_reader(ReaderConfig(cache_dir=str(tmp_path), engine_options=accurate, retry_side=1600))
+    assert reader.retry is not None and reader.retry.engine.det_side == 1600
+    assert reader.retry.engine._engine() is reader.engine._engine()  # one set of models
+    assert reader.retry.cache.root != reader.cache.root  # pages of each pass cached apart
+
+
+def test_finer_view_reads_like_a_separate_engine_and_leaves_the_first_alone() -> None:
+    from specread.ocr.engine import RapidOcrEngine
+    from specread.synth import random_spec, render_label
+
+    image = np.asarray(render_label(random_spec(random.Random(5), n_values=3), size=(1800, 1350)).convert("RGB"))
+    first = RapidOcrEngine()
+    before = first(image)
+    view = first.at_det_side(1600)
+    assert view(image) == RapidOcrEngine(det_side=1600)(image)
+    assert view.fingerprint() == RapidOcrEngine(det_side=1600).fingerprint() != first.fingerprint()
+    assert first(image) == before

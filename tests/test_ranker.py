@@ -238,3 +238,21 @@ def test_confidence_is_the_winner_probability() -> None:
     cands = page_candidates(page, find_mentions(page), "height", load_priors())
     assert pred.confidence == pytest.approx(max(model.score("height", cands)))
     assert 0.0 < pred.confidence < 1.0 and pred.source == "ranker"
+
+
+def test_cross_validation_reads_the_finer_page_only_where_nothing_was_read() -> None:
+    from specread.rank.train import cross_validate
+
+    blank = OcrPage((_make_token("Premium quality", (0.1, 0.1, 0.5, 0.2)),), 800, 800)
+    finer = OcrPage((_make_token("Input 36V DC", (0.1, 0.5, 0.5, 0.6)),), 800, 800)
+    rows = [LabelledRow(f"img{i}", blank, "voltage", str(i), "36.0 volt") for i in range(4)]
+    asked: list[str] = []
+
+    def retry(row: LabelledRow) -> OcrPage:
+        asked.append(row.key)
+        return finer
+
+    without, _ = cross_validate(rows, load_priors(), lambda train: RuleScorer(), k=2)
+    with_retry, _ = cross_validate(rows, load_priors(), lambda train: RuleScorer(), k=2, retry=retry)
+    assert all(p != "36.0 volt" for p in without.values())
+    assert set(with_retry.values()) == {"36.0 volt"} and sorted(asked) == [r.key for r in rows]

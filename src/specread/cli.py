@@ -61,6 +61,14 @@ def predict(
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
     scorer: Annotated[str, typer.Option("--scorer", help="Candidate selection: ranker or rules.")] = "ranker",
     preset: Annotated[str, typer.Option("--preset", help="OCR speed/accuracy preset: accurate or fast.")] = "accurate",
+    retry_side: Annotated[
+        int,
+        typer.Option(
+            "--retry-side",
+            min=0,
+            help="OCR an image again with the detector at this side when an entity finds no value (0: off).",
+        ),
+    ] = 0,
     reader: Annotated[str, typer.Option("--reader", help="ocr, vlm or hybrid (OCR first, VLM when unsure).")] = "ocr",
     model: Annotated[str | None, typer.Option("--model", help="VLM weights folder or id (vlm/hybrid).")] = None,
     vlm_threshold: Annotated[
@@ -106,6 +114,7 @@ def predict(
         config = ReaderConfig(
             scorer=scorer,
             engine_options=dict(PRESETS[preset]),
+            retry_side=retry_side,
             cache_dir=None if no_cache else (cache_dir or "default"),
             reader=reader,
             vlm_options={

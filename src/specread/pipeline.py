@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +30,7 @@ from specread.rank.priors import Priors, load_priors
 from specread.types import Candidate, OcrPage, Prediction
 from specread.units.registry import get_registry
 
-__all__ = ["READERS", "SCORERS", "ReadResult", "ReaderConfig", "Scorer", "SpecReader", "build_reader"]
+__all__ = ["READERS", "SCORERS", "PageSource", "ReadResult", "ReaderConfig", "Scorer", "SpecReader", "build_reader"]
 
 
 class Scorer(Protocol):
@@ -56,6 +56,9 @@ class ReaderConfig:
         use_priors_fallback: answer from training-label priors when nothing is read.
         reader: ``"ocr"`` (this module), ``"vlm"`` or ``"hybrid"`` (see :mod:`specread.vlm`).
         vlm_options: options for the VLM reader (``model``, ``threshold``, ``batch_size``...).
+        retry_side: when an asked entity gets no candidate from the page, OCR the image
+            again with the text detector at this side (small print that the first pass
+            missed) and answer that entity from the second page; 0 never does.
     """
 
     scorer: str = "ranker"
@@ -65,6 +68,7 @@ class ReaderConfig:
     use_priors_fallback: bool = True
     reader: str = "ocr"
     vlm_options: dict = field(default_factory=dict)
+    retry_side: int = 0
 
 
 READERS = ("ocr", "vlm", "hybrid")
@@ -87,34 +91,19 @@ class ReadResult:
         }
 
 
-class SpecReader:
-    """Reads entity values off product images.
+class PageSource:
+    """OCR of an image path, bytes or RGB array, through a content-keyed cache.
 
     Args:
-        engine: OCR engine (called once per unique image content).
-        scorer: candidate scorer.
-        priors: training-label priors (features and blind guesses).
-        cache: OCR page cache.
-        use_priors_fallback: when no candidate exists, answer the prior's guess.
+        engine: OCR engine, called once per unique image content.
+        cache: page cache keyed by content digest (for this engine's fingerprint).
     """
 
-    def __init__(
-        self,
-        engine: OcrEngine | None,
-        scorer: Scorer,
-        priors: Priors,
-        cache: OcrCache | None = None,
-        use_priors_fallback: bool = True,
-    ) -> None:
+    def __init__(self, engine: OcrEngine | None, cache: OcrCache | None = None) -> None:
         self.engine = engine
-        self.scorer = scorer
-        self.priors = priors
         self.cache = cache
-        self.use_priors_fallback = use_priors_fallback
 
-    # -- OCR -------------------------------------------------------------------
-    def ocr(self, image: str | Path | bytes | np.ndarray) -> OcrPage:
-        """OCR an image path, bytes or RGB array, through the cache when the content is known."""
+    def __call__(self, image: str | Path | bytes | np.ndarray) -> OcrPage:
         if isinstance(image, np.ndarray):
             arr, digest = image, None
         else:
@@ -133,11 +122,54 @@ class SpecReader:
             self.cache.put(digest, page)
         return page
 
+
+class SpecReader:
+    """Reads entity values off product images.
+
+    Args:
+        engine: OCR engine (called once per unique image content).
+        scorer: candidate scorer.
+        priors: training-label priors (features and blind guesses).
+        cache: OCR page cache.
+        use_priors_fallback: when no candidate exists, answer the prior's guess.
+        retry: a finer OCR pass, used only for entities the first page gives no
+            candidate (see :attr:`ReaderConfig.retry_side`).
+    """
+
+    def __init__(
+        self,
+        engine: OcrEngine | None,
+        scorer: Scorer,
+        priors: Priors,
+        cache: OcrCache | None = None,
+        use_priors_fallback: bool = True,
+        retry: PageSource | None = None,
+    ) -> None:
+        self.engine = engine
+        self.scorer = scorer
+        self.priors = priors
+        self.cache = cache
+        self.use_priors_fallback = use_priors_fallback
+        self.retry = retry
+
+    # -- OCR -------------------------------------------------------------------
+    def ocr(self, image: str | Path | bytes | np.ndarray) -> OcrPage:
+        """OCR an image path, bytes or RGB array, through the cache when the content is known."""
+        return PageSource(self.engine, self.cache)(image)
+
     # -- selection -------------------------------------------------------------
     def read_page(
-        self, page: OcrPage, entities: Sequence[str], group_id: str | None = None
+        self,
+        page: OcrPage,
+        entities: Sequence[str],
+        group_id: str | None = None,
+        retry: Callable[[], OcrPage | None] | None = None,
     ) -> tuple[dict[str, Prediction], dict[str, list[Candidate]]]:
-        """Choose one prediction per entity from an OCR page."""
+        """Choose one prediction per entity from an OCR page.
+
+        ``retry`` returns a second, finer page of the same image; it is called only when
+        some entity has no candidate on ``page``, and answers only those entities.
+        """
         registry = get_registry()
         for e in entities:
             registry.entity(e)  # raises UnknownEntityError early
@@ -161,6 +193,14 @@ class SpecReader:
                 )
             else:
                 preds[entity] = self.blind_guess(entity, group_id)
+        missing = [e for e in entities if not all_cands[e]]
+        if missing and retry is not None:
+            finer = retry()
+            if finer is not None:
+                more, more_cands = self.read_page(finer, missing, group_id)
+                for e in missing:
+                    if more_cands[e]:
+                        preds[e], all_cands[e] = more[e], more_cands[e]
         return preds, all_cands
 
     def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
@@ -178,7 +218,8 @@ class SpecReader:
         for e in entities:
             registry.entity(e)  # an unknown entity fails before any OCR is spent
         page = self.ocr(image)
-        preds, cands = self.read_page(page, entities, group_id)
+        retry = self.retry
+        preds, cands = self.read_page(page, entities, group_id, (lambda: retry(image)) if retry else None)
         return ReadResult(page, preds, cands)
 
 
@@ -212,16 +253,26 @@ def build_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = 
         return build_vlm_reader(config)  # type: ignore[return-value]
     if config.scorer not in SCORERS:
         raise ValueError(f"unknown scorer {config.scorer!r}; choose one of: {', '.join(sorted(SCORERS))}")
+    first_side = int(config.engine_options.get("det_side", 0))
+    if config.retry_side < 0 or (config.retry_side and config.retry_side <= first_side):
+        raise ValueError(f"retry_side must be 0 (off) or a detector side above the first pass's ({first_side})")
     if engine is None:
         engine = build_engine(config.engine, **config.engine_options)
-    cache = None
+    root = None
     if config.cache_dir is not None:
         root = default_cache_dir() if config.cache_dir == "default" else Path(config.cache_dir)
-        cache = OcrCache(root, engine.fingerprint())
+    retry = None
+    if config.retry_side:
+        at_side = getattr(engine, "at_det_side", None)
+        if at_side is None:
+            raise ValueError(f"OCR engine {config.engine!r} cannot run a second pass at another detector side")
+        finer = at_side(config.retry_side)
+        retry = PageSource(finer, OcrCache(root, finer.fingerprint()) if root else None)
     return SpecReader(
         engine=engine,
         scorer=SCORERS[config.scorer](),
         priors=load_priors(),
-        cache=cache,
+        cache=OcrCache(root, engine.fingerprint()) if root else None,
         use_priors_fallback=config.use_priors_fallback,
+        retry=retry,
     )

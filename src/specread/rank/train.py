@@ -142,8 +142,12 @@ def cross_validate(
     make_scorer: Callable[[Sequence[LabelledRow]], Scorer],
     k: int = 5,
     seed: int = 0,
+    retry: Callable[[LabelledRow], OcrPage | None] | None = None,
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Out-of-fold predictions for every row: ``make_scorer`` is fitted on the other folds.
+
+    ``retry`` gives a row's finer second OCR page, read as :meth:`SpecReader.read_page` does
+    when the first page has no candidate for the row's entity.
 
     Returns:
         ``(index -> prediction text, index -> confidence)`` keyed by row position.
@@ -159,7 +163,8 @@ def cross_validate(
         for i, (row, g) in enumerate(zip(rows, folds, strict=True)):
             if g != f:
                 continue
-            pred = reader.read_page(row.page, [row.entity], row.group_id or None)[0][row.entity]
+            again = (lambda row=row: retry(row)) if retry else None
+            pred = reader.read_page(row.page, [row.entity], row.group_id or None, again)[0][row.entity]
             preds[str(i)] = pred.text
             confs[str(i)] = pred.confidence
     return preds, confs
