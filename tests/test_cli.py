@@ -109,6 +109,8 @@ def test_predict_cache_dir_option(
         ("--reader", "oracle", "unknown reader 'oracle'"),
         ("--engine", "spark", "unknown engine 'spark'"),
         ("--reader", "vlm", "needs --model"),
+        ("--retry-side", "500", "above the first pass's (960)"),
+        ("--retry-side", "4000", "at most max_side (2000)"),
     ],
 )
 def test_predict_rejects_unknown_options(

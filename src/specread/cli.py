@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Table
 
 from specread.errors import SpecreadError
 from specread.progress import make_progress
+
+if TYPE_CHECKING:
+    from specread.pipeline import ReaderConfig
 
 app = typer.Typer(
     help="Read product specifications (weight, volume, voltage, wattage, dimensions) off product images.",
@@ -90,7 +93,7 @@ def predict(
     _setup_logging(verbose)
     from specread.io.dataset import read_rows
     from specread.ocr.presets import PRESETS
-    from specread.pipeline import READERS, SCORERS, ReaderConfig
+    from specread.pipeline import READERS, SCORERS
 
     for name, value, valid in (
         ("scorer", scorer, SCORERS),
@@ -111,7 +114,7 @@ def predict(
             download_rows(rows, images, console=console)
         if not images.is_dir():
             raise _fail(f"images folder not found: {images}")
-        config = ReaderConfig(
+        config = _reader_config(
             scorer=scorer,
             engine_options=dict(PRESETS[preset]),
             retry_side=retry_side,
@@ -148,6 +151,16 @@ def predict(
         f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
         f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"
     )
+
+
+def _reader_config(**options: object) -> ReaderConfig:
+    """A :class:`ReaderConfig`, with an invalid combination of options reported as a usage error."""
+    from specread.pipeline import ReaderConfig
+
+    try:
+        return ReaderConfig(**options)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()

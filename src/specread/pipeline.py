@@ -70,6 +70,17 @@ class ReaderConfig:
     vlm_options: dict = field(default_factory=dict)
     retry_side: int = 0
 
+    def __post_init__(self) -> None:
+        if not self.retry_side:
+            return
+        first = int(self.engine_options.get("det_side", 0))
+        largest = int(self.engine_options.get("max_side", self.retry_side))
+        if not first < self.retry_side <= largest:
+            raise ValueError(
+                f"retry_side must be 0 (off) or a detector side above the first pass's ({first or 'default'}) "
+                f"and at most max_side ({largest}); got {self.retry_side}"
+            )
+
 
 READERS = ("ocr", "vlm", "hybrid")
 
@@ -253,9 +264,6 @@ def build_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = 
         return build_vlm_reader(config)  # type: ignore[return-value]
     if config.scorer not in SCORERS:
         raise ValueError(f"unknown scorer {config.scorer!r}; choose one of: {', '.join(sorted(SCORERS))}")
-    first_side = int(config.engine_options.get("det_side", 0))
-    if config.retry_side < 0 or (config.retry_side and config.retry_side <= first_side):
-        raise ValueError(f"retry_side must be 0 (off) or a detector side above the first pass's ({first_side})")
     if engine is None:
         engine = build_engine(config.engine, **config.engine_options)
     root = None
