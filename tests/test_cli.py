@@ -336,3 +336,35 @@ def test_priors_bad_input(cli: CliInvoke, tmp_path: Path) -> None:
     assert "entity_value" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()
+
+
+# -- serve (options only; the running service is tested in test_service_*) -----------------
+
+
+def test_serve_passes_preset_and_second_pass_to_the_workers(cli: CliInvoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastapi")
+    import specread.service.app as service_app
+
+    seen = {}
+    monkeypatch.setattr(service_app, "serve", lambda settings, **kw: seen.update(settings=settings, **kw))
+    result = cli("serve", "--preset", "fast", "--retry-side", "1600", "--no-cache", "--port", "8123")
+    assert result.exit_code == 0, result.output
+    reader = seen["settings"].reader
+    assert reader.engine_options["backend"] == "openvino" and reader.retry_side == 1600
+    assert reader.cache_dir is None and seen["port"] == 8123
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--retry-side", "900"], "above the first pass's (960)"), (["--preset", "turbo"], "unknown preset 'turbo'")],
+)
+def test_serve_rejects_bad_reader_options_before_starting(
+    cli: CliInvoke, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    pytest.importorskip("fastapi")
+    import specread.service.app as service_app
+
+    monkeypatch.setattr(service_app, "serve", lambda *a, **k: pytest.fail("the server must not start"))
+    result = cli("serve", *args)
+    assert result.exit_code == 2
+    assert message in _one_line(result.output)

@@ -52,6 +52,15 @@ CacheOpt = Annotated[
     str | None,
     typer.Option("--cache-dir", help="OCR cache folder (default: $SPECREAD_CACHE or the user cache folder)."),
 ]
+PresetOpt = Annotated[str, typer.Option("--preset", help="OCR speed/accuracy preset: accurate or fast.")]
+RetryOpt = Annotated[
+    int,
+    typer.Option(
+        "--retry-side",
+        min=0,
+        help="OCR an image again with the detector at this side when an entity finds no value (0: off).",
+    ),
+]
 
 
 @app.command()
@@ -63,15 +72,8 @@ def predict(
     ],
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
     scorer: Annotated[str, typer.Option("--scorer", help="Candidate selection: ranker or rules.")] = "ranker",
-    preset: Annotated[str, typer.Option("--preset", help="OCR speed/accuracy preset: accurate or fast.")] = "accurate",
-    retry_side: Annotated[
-        int,
-        typer.Option(
-            "--retry-side",
-            min=0,
-            help="OCR an image again with the detector at this side when an entity finds no value (0: off).",
-        ),
-    ] = 0,
+    preset: PresetOpt = "accurate",
+    retry_side: RetryOpt = 0,
     reader: Annotated[str, typer.Option("--reader", help="ocr, vlm or hybrid (OCR first, VLM when unsure).")] = "ocr",
     model: Annotated[str | None, typer.Option("--model", help="VLM weights folder or id (vlm/hybrid).")] = None,
     vlm_threshold: Annotated[
@@ -358,22 +360,26 @@ def serve(
         int, typer.Option("--max-queue", min=1, help="Requests waiting for OCR before answering 503.")
     ] = 512,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    preset: PresetOpt = "accurate",
+    retry_side: RetryOpt = 0,
 ) -> None:
     """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
-    import dataclasses
+    from specread.ocr.presets import PRESETS
 
+    if preset not in PRESETS:
+        raise _fail(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
     try:
         from specread.service.app import ServiceSettings
         from specread.service.app import serve as run_service
         from specread.service.fetch import FetchPolicy
     except ImportError as exc:
         raise _fail(f"the service needs the 'serve' extra: pip install 'specread[serve]' ({exc})") from None
-    from specread.pipeline import ReaderConfig
-
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    reader = ReaderConfig()
-    if no_cache or cache_dir:
-        reader = dataclasses.replace(reader, cache_dir=None if no_cache else cache_dir)
+    reader = _reader_config(
+        engine_options=dict(PRESETS[preset]),
+        retry_side=retry_side,
+        cache_dir=None if no_cache else (cache_dir or "default"),
+    )
     settings = ServiceSettings(
         reader=reader,
         workers=workers,
