@@ -7,12 +7,13 @@ import random
 import numpy as np
 import pytest
 
+from conftest import FakeEngine
 from specread.errors import UnknownEntityError
 from specread.ocr.presets import PRESETS
 from specread.pipeline import PageSource, ReaderConfig, SpecReader, build_reader
 from specread.rank.priors import load_priors
 from specread.rank.rules import RuleScorer
-from specread.types import OcrPage, OcrToken
+from specread.types import OcrPage
 
 
 def test_unknown_entity_fails_before_any_image_work() -> None:
@@ -43,33 +44,23 @@ def test_default_reader_uses_the_shipped_ranker() -> None:
     assert reader.scorer.name == "ranker"
 
 
-class _PagesInTurn:
-    """A stand-in OCR engine: gives its pages in turn and counts the calls."""
-
-    def __init__(self, *pages: OcrPage) -> None:
-        self.pages = list(pages)
-        self.calls = 0
-
-    def fingerprint(self) -> str:
-        return "stand-in"
-
-    def __call__(self, image: np.ndarray) -> OcrPage:
-        self.calls += 1
-        return self.pages.pop(0)
-
-
-def _line(text: str, top: float) -> OcrToken:
-    return OcrToken(text, 0.95, ((0.1, top), (0.7, top), (0.7, top + 0.08), (0.1, top + 0.08)))
-
-
-FIRST = OcrPage((_line("Net Wt 500 g", 0.1),), 800, 800)
-FINER = OcrPage((_line("Net Wt 500 g", 0.1), _line("Input 12V DC", 0.5)), 800, 800)
 IMAGE = np.zeros((8, 8, 3), dtype=np.uint8)
 
 
+def _engine(*lines: str) -> FakeEngine:
+    """An engine that reads IMAGE as ``lines``."""
+    engine = FakeEngine()
+    engine.register(IMAGE, lines)
+    return engine
+
+
+FIRST = ("Net Wt 500 g",)
+FINER = ("Net Wt 500 g", "Input 12V DC")
+
+
 def test_second_pass_answers_only_the_entities_the_first_page_missed() -> None:
-    finer = _PagesInTurn(FINER)
-    reader = SpecReader(_PagesInTurn(FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
+    finer = _engine(*FINER)
+    reader = SpecReader(_engine(*FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
     preds = reader.read(IMAGE, ["item_weight", "voltage"]).predictions
     assert (preds["item_weight"].value, preds["item_weight"].unit) == (500, "gram")
     assert (preds["voltage"].value, preds["voltage"].unit, preds["voltage"].source) == (12, "volt", "rules")
@@ -77,14 +68,14 @@ def test_second_pass_answers_only_the_entities_the_first_page_missed() -> None:
 
 
 def test_no_second_pass_when_every_entity_has_a_candidate() -> None:
-    finer = _PagesInTurn(FINER)
-    reader = SpecReader(_PagesInTurn(FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
+    finer = _engine(*FINER)
+    reader = SpecReader(_engine(*FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
     reader.read(IMAGE, ["item_weight"])
     assert finer.calls == 0
 
 
 def test_second_pass_that_reads_nothing_new_keeps_the_prior_answer() -> None:
-    reader = SpecReader(_PagesInTurn(FIRST), RuleScorer(), load_priors(), retry=PageSource(_PagesInTurn(FIRST)))
+    reader = SpecReader(_engine(*FIRST), RuleScorer(), load_priors(), retry=PageSource(_engine(*FIRST)))
     assert reader.read(IMAGE, ["wattage"]).predictions["wattage"].source == "prior"
 
 
