@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -97,14 +98,12 @@ def predict(
     from specread.ocr.presets import PRESETS
     from specread.pipeline import READERS, SCORERS
 
-    for name, value, valid in (
+    _check_choices(
         ("scorer", scorer, SCORERS),
         ("preset", preset, PRESETS),
         ("reader", reader, READERS),
         ("engine", engine, ("local", "ray")),
-    ):
-        if value not in valid:
-            raise _fail(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(valid))}")
+    )
     if reader != "ocr" and not model:
         raise _fail(f"--reader {reader} needs --model PATH_OR_ID")
     try:
@@ -153,6 +152,13 @@ def predict(
         f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
         f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"
     )
+
+
+def _check_choices(*choices: tuple[str, str, Collection[str]]) -> None:
+    """Refuse an option value outside its valid names, listing them (a usage error)."""
+    for name, value, valid in choices:
+        if value not in valid:
+            raise _fail(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(valid))}")
 
 
 def _reader_config(**options: object) -> ReaderConfig:
@@ -366,8 +372,7 @@ def serve(
     """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
     from specread.ocr.presets import PRESETS
 
-    if preset not in PRESETS:
-        raise _fail(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    _check_choices(("preset", preset, PRESETS))
     try:
         from specread.service.app import ServiceSettings
         from specread.service.app import serve as run_service
