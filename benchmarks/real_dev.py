@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,30 +192,27 @@ def cross_validation(args: argparse.Namespace) -> dict:
     from specread.rank.rules import RuleScorer
     from specread.rank.train import cross_validate, fit_ranker, load_labelled_rows
 
-    config = ReaderConfig(scorer="rules", cache_dir=args.cache_dir or "default", engine_options=_preset(args.preset))
+    config = ReaderConfig(
+        scorer="rules",
+        cache_dir=args.cache_dir or "default",
+        engine_options=_preset(args.preset),
+        retry_side=args.retry_side,
+    )
     with open(args.data / "labels.csv", newline="", encoding="utf-8") as fh:
         paths = [args.data / "images" / image_name(r["image_file"]) for r in csv.DictReader(fh)]
     warm_cache(paths, config, args.workers)
     reader = build_reader(config)
 
-    def ocr(path: Path):
+    def page_or_none(read, path: Path):
         try:
-            return reader.ocr(path)
+            return read(path)
         except ImageLoadError:
             return None
 
-    rows = load_labelled_rows(args.data / "labels.csv", args.data / "images", ocr)
+    rows = load_labelled_rows(args.data / "labels.csv", args.data / "images", lambda p: page_or_none(reader.ocr, p))
     priors = load_priors()
-    retry = None
-    if args.retry_side:
-        finer = build_reader(replace(config, retry_side=args.retry_side)).retry
-
-        def retry(row):
-            try:
-                return finer(args.data / "images" / row.key)
-            except ImageLoadError:
-                return None
-
+    finer = reader.retry
+    retry = (lambda row: page_or_none(finer, args.data / "images" / row.key)) if finer else None
     gold = {str(i): r.gold for i, r in enumerate(rows)}
     entities = {str(i): r.entity for i, r in enumerate(rows)}
     systems = {
