@@ -84,9 +84,9 @@ def test_exif_rotation_is_applied() -> None:
     assert decode_image(buf.getvalue()).shape == (30, 10, 3)
 
 
-def test_one_pixel_image_is_refused() -> None:
-    with pytest.raises(ImageLoadError, match="unusable"):
-        decode_image(_encode("PNG", size=(1, 1)))
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (7, 1), (2, 3000)])
+def test_degenerate_shapes_decode(size: tuple[int, int]) -> None:
+    assert decode_image(_encode("PNG", size=size)).shape == (size[1], size[0], 3)
 
 
 def _make_bad_dataset(root: Path, engine: FakeEngine) -> TinyDataset:
@@ -103,31 +103,82 @@ def _make_bad_dataset(root: Path, engine: FakeEngine) -> TinyDataset:
     return ds
 
 
-def test_bad_images_give_empty_predictions_and_warnings(
+def test_bad_images_give_the_fallback_answer_and_grouped_warnings(
     tmp_path: Path, fake_engine: FakeEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     ds = _make_bad_dataset(tmp_path / "d", fake_engine)
     out = tmp_path / "out.csv"
+    reader = make_reader(fake_engine, priors_fallback=True)
     with caplog.at_level(logging.WARNING, logger="specread"):
-        # Priors fallback on: a bad image must still give an empty answer, not a blind guess.
-        stats = predict_csv(ds.input_csv, ds.images, out, reader=make_reader(fake_engine, priors_fallback=True))
+        stats = predict_csv(ds.input_csv, ds.images, out, reader=reader)
 
     with open(out, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))[1:]
     assert [r[0] for r in rows] == ds.indices  # every index once, in input order
     preds = dict(rows)
     n_bad = len(BAD_FILES) + 1
-    for index, name, _, _ in ds.rows[-n_bad:]:
-        assert preds[index] == "", name
+    for index, name, entity, _ in ds.rows[-n_bad:]:
+        guess = reader.blind_guess(entity or "voltage", "0")
+        assert guess.text and preds[index] == guess.text, name  # the reader's fallback, as for an image with no value
     assert preds["0"] == "500.0 gram"  # good images around them are still read
-    assert stats.failed_images == n_bad
-    assert stats.warnings is not None and len(stats.warnings) == n_bad
+    assert stats.failed_images == n_bad and len(stats.warnings) == n_bad
+    assert sum(stats.failures_by_kind.values()) == n_bad
+    assert stats.failures_by_kind["file not found"] == 1 and stats.failures_by_kind["no image link"] == 1
     for name in BAD_FILES:
         assert any(name in w for w in stats.warnings), name
-    assert any("no image link" in w for w in stats.warnings)
+
+    # Every failure is in the failures file next to the output, with its rows.
+    assert stats.failures_file == tmp_path / "out.failures.csv"
+    with open(stats.failures_file, newline="", encoding="utf-8") as fh:
+        listed = list(csv.DictReader(fh))
+    assert len(listed) == n_bad
+    assert {r["indices"] for r in listed} == {index for index, *_ in ds.rows[-n_bad:]}
+    assert any(r["image_link"].endswith("half.jpg") and "truncated" in r["reason"] for r in listed)
+
+    # Said once: the first five one by one, then one line that counts, then a summary by kind.
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(logged) == n_bad
-    assert any("half.jpg" in m and "truncated" in m for m in logged)
+    assert len(logged) == 5 + 2, logged
+    assert "listed in" in logged[5] and "8 images could not be read" in logged[-1]
+    assert "1 file not found" in logged[-1] and "1 no image link" in logged[-1]
+
+
+def test_a_rerun_retries_the_failed_images_only(tmp_path: Path, fake_engine: FakeEngine) -> None:
+    ds = _make_bad_dataset(tmp_path / "d", fake_engine)
+    out = tmp_path / "out.csv"
+    predict_csv(ds.input_csv, ds.images, out, reader=make_reader(fake_engine))
+    calls = fake_engine.calls
+    Image.new("RGB", (8, 8), "white").save(ds.images / "missing.jpg", "PNG")  # the user fetched one image
+
+    stats = predict_csv(ds.input_csv, ds.images, out, reader=make_reader(fake_engine))
+
+    assert fake_engine.calls == calls + 1  # only the image that is now there is read; good ones are not
+    assert stats.images == len(BAD_FILES) + 1 and stats.failed_images == len(BAD_FILES)
+    with open(tmp_path / "out.failures.csv", newline="", encoding="utf-8") as fh:
+        assert not any(r["image_link"].endswith("missing.jpg") for r in csv.DictReader(fh))
+
+
+def test_a_failure_anywhere_in_the_pipeline_is_the_images_alone(
+    tmp_path: Path, fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from specread.pipeline import SpecReader
+
+    ds = build_tiny_dataset(tmp_path / "d", fake_engine)
+    bad_link = ds.link("img_001.png")
+    real_read_page = SpecReader.read_page
+
+    def read_page(self, page, entities, group_id=None, retry=None):  # type: ignore[no-untyped-def]
+        if any(t.text == "Input 230V" for t in page.tokens):  # img_001's first line (conftest.TINY_SPECS)
+            raise ZeroDivisionError("a bug in selection")
+        return real_read_page(self, page, entities, group_id, retry)
+
+    monkeypatch.setattr(SpecReader, "read_page", read_page)
+    out = tmp_path / "out.csv"
+    stats = predict_csv(ds.input_csv, ds.images, out, reader=make_reader(fake_engine))
+
+    assert stats.failed_images == 1 and stats.failures_by_kind == {"ZeroDivisionError while reading": 1}
+    assert bad_link in stats.warnings[0] and "a bug in selection" in stats.warnings[0]
+    with open(out, newline="", encoding="utf-8") as fh:
+        assert [r["index"] for r in csv.DictReader(fh)] == ds.indices
 
 
 def test_reader_raises_image_load_error_not_something_else(fake_engine: FakeEngine, tmp_path: Path) -> None:
@@ -147,6 +198,7 @@ def test_cli_predict_survives_bad_images(cli: CliInvoke, tmp_path: Path, fake_ra
     result = cli("predict", ds.input_csv, "--images", ds.images, "-o", out)
     assert result.exit_code == 0, result.output
     assert f"{len(BAD_FILES) + 1} unreadable images" in result.output
+    assert "1 file not found" in " ".join(result.output.split())
     assert "Traceback" not in result.output
     with open(out, newline="", encoding="utf-8") as fh:
         assert [r["index"] for r in csv.DictReader(fh)] == ds.indices

@@ -57,15 +57,18 @@ def test_batch_spans_images_and_keeps_every_row(tmp_path: Path) -> None:
         [("2", "5.0 gram")],
         [("3", "")],
     ]
-    assert out[2][1] == "no image link"
+    assert out[0][1] is None and out[1][1] is None
+    failure = out[2][1]
+    assert failure is not None and failure.kind == "no image link" and failure.indices == ("3",)
 
 
 def test_a_bad_image_falls_back_to_one_image_at_a_time(tmp_path: Path) -> None:
     paths = _make_images(tmp_path, [4, 0])
     jobs = [(paths[0], [Row("0", "a", "1", "item_weight")]), (paths[1], [Row("1", "b", "1", "item_weight")])]
     out = read_images_batch(_BatchReader(), jobs)
-    assert out[0][0][0][:2] == ("0", "4.0 gram") and out[0][1] == ""
-    assert out[1][0][0][:2] == ("1", "") and "empty" in out[1][1]
+    assert out[0][0][0][:2] == ("0", "4.0 gram") and out[0][1] is None
+    failure = out[1][1]
+    assert out[1][0][0][:2] == ("1", "") and failure is not None and failure.kind == "file is empty"
 
 
 def test_predict_csv_uses_the_batched_path(tmp_path: Path) -> None:

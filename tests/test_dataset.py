@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FakeEngine, TinyDataset, build_tiny_dataset, make_reader, write_csv
-from specread.batch.local import predict_csv
+from specread.batch.local import job_record, predict_csv
 from specread.errors import InputFormatError
 from specread.io.dataset import (
     OutputWriter,
@@ -20,6 +20,7 @@ from specread.io.dataset import (
     read_rows,
 )
 from specread.metrics import score_rows
+from specread.pipeline import ReaderConfig
 
 HEADER = ["index", "image_link", "group_id", "entity_name"]
 
@@ -261,6 +262,7 @@ def test_resume_skips_done_rows_and_repairs_a_torn_line(
     # run would not produce: if they were recomputed the sentinels would change. Row 2 was torn.
     assert tmp_dataset.rows[1][1] == tmp_dataset.rows[2][1], "rows 1 and 2 share an image"
     out = tmp_path / "out.csv"
+    OutputWriter(out, job=job_record(read_rows(tmp_dataset.input_csv), ReaderConfig(), False)).close()
     out.write_bytes(b"index,prediction\r\n1,61.0 watt\r\n0,999.0 gram\r\n2,23")
     stats = predict_csv(tmp_dataset.input_csv, tmp_dataset.images, out, reader=make_reader(fake_engine))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from specread.batch.local import predict_csv  # noqa: E402
 from specread.batch.ray_runner import predict_csv_ray  # noqa: E402
-from specread.io.dataset import read_predictions  # noqa: E402
+from specread.io.dataset import job_path, read_predictions  # noqa: E402
 from specread.ocr.presets import PRESETS  # noqa: E402
 from specread.pipeline import ReaderConfig  # noqa: E402
 from specread.synth import make_dataset  # noqa: E402
@@ -78,6 +79,7 @@ def test_ray_resumes_and_keeps_one_row_per_index(
     predict_csv(input_csv, images, full, _config())  # equal to Ray's output (test above)
     rows = _rows(full)
     partial = tmp_path / "partial.csv"
+    shutil.copy(job_path(full), job_path(partial))  # the killed run was the same job
     with open(partial, "w", newline="", encoding="utf-8") as fh:  # a killed run: a few rows, a torn last line
         w = csv.writer(fh)
         w.writerow(rows[0])

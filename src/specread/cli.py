@@ -90,9 +90,21 @@ def predict(
     cache_dir: CacheOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the OCR cache.")] = False,
     confidence: Annotated[bool, typer.Option("--confidence", help="Add a confidence column.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start OUTPUT afresh instead of resuming it (drops its rows).")
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing", help="Run even when most images are missing (their rows get the fallback)."),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Predict every row of INPUT_CSV into OUTPUT (one OCR pass per unique image, resumable)."""
+    """Predict every row of INPUT_CSV into OUTPUT (one OCR pass per unique image, resumable).
+
+    OUTPUT is resumed only when it was written by the same job (same input rows, settings and
+    specread version, recorded in OUTPUT's .job.json); images that cannot be read are listed in
+    OUTPUT's .failures.csv, their rows get the fallback answer, and a rerun retries them.
+    """
     _setup_logging(verbose)
     from specread.io.dataset import read_rows
     from specread.ocr.presets import PRESETS
@@ -139,11 +151,31 @@ def predict(
             if engine == "ray":
                 from specread.batch.ray_runner import predict_csv_ray
 
-                stats = predict_csv_ray(input_csv, images, output, config, address=address, progress=tick)
+                stats = predict_csv_ray(
+                    input_csv,
+                    images,
+                    output,
+                    config,
+                    address=address,
+                    progress=tick,
+                    with_confidence=confidence,
+                    overwrite=overwrite,
+                    allow_missing=allow_missing,
+                )
             else:
                 from specread.batch.local import predict_csv
 
-                stats = predict_csv(input_csv, images, output, config, workers, confidence, progress=tick)
+                stats = predict_csv(
+                    input_csv,
+                    images,
+                    output,
+                    config,
+                    workers,
+                    confidence,
+                    progress=tick,
+                    overwrite=overwrite,
+                    allow_missing=allow_missing,
+                )
     except SpecreadError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
@@ -152,6 +184,9 @@ def predict(
         f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
         f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"
     )
+    if stats.failed_images:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.failures_by_kind.items(), key=lambda kv: -kv[1]))
+        console.print(f"unreadable images by reason: {kinds}; listed in {stats.failures_file}")
 
 
 def _check_choices(*choices: tuple[str, str, Collection[str]]) -> None:
@@ -360,11 +395,39 @@ def serve(
         bool,
         typer.Option("--allow-private-urls", help="Let image URLs reach private, loopback and link-local addresses."),
     ] = False,
-    cache_dir: CacheOpt = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the OCR cache.")] = False,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-dir",
+            help="Cache OCR pages in this folder (off by default: it grows without bound and lets a client "
+            "tell by timing whether an image was read before; for trusted deployments).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="No OCR cache (the default; kept for compatibility).")
+    ] = False,
     max_queue: Annotated[
         int, typer.Option("--max-queue", min=1, help="Requests waiting for OCR before answering 503.")
     ] = 512,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", min=0.001, help="Seconds a client has to send request headers.")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.001, help="Seconds a request body may take in all (15 s at most per pause)."
+        ),
+    ] = 60.0,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Open connections served at once; over it, 503.")
+    ] = 100,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="Comma-separated proxy addresses/networks whose X-Forwarded-For/-Proto are trusted (default: none).",
+        ),
+    ] = "",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     preset: PresetOpt = "accurate",
     retry_side: RetryOpt = 0,
@@ -381,17 +444,22 @@ def serve(
         raise _fail(f"the service needs the 'serve' extra: pip install 'specread[serve]' ({exc})") from None
     max_bytes = int(max_upload_mb * 1024 * 1024)
     reader = _reader_config(
-        engine_options=dict(PRESETS[preset]),
-        retry_side=retry_side,
-        cache_dir=None if no_cache else (cache_dir or "default"),
+        engine_options=dict(PRESETS[preset]), retry_side=retry_side, cache_dir=None if no_cache else cache_dir
     )
-    settings = ServiceSettings(
-        reader=reader,
-        workers=workers,
-        max_upload_bytes=max_bytes,
-        max_pending=max_queue,
-        fetch=FetchPolicy(allow_private=allow_private_urls, max_bytes=max_bytes),
-    )
+    try:
+        settings = ServiceSettings(
+            reader=reader,
+            workers=workers,
+            max_upload_bytes=max_bytes,
+            max_pending=max_queue,
+            fetch=FetchPolicy(allow_private=allow_private_urls, max_bytes=max_bytes),
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+            forwarded_allow_ips=tuple(ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()),
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     run_service(settings, host=host, port=port, log_level=log_level)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "ImageLoadError",
     "InputFormatError",
+    "JobMismatchError",
+    "MissingImagesError",
     "NotFittedError",
     "SpecreadError",
     "UnknownEntityError",
@@ -61,6 +63,36 @@ class ImageLoadError(SpecreadError, OSError):
 
     def __str__(self) -> str:
         return f"cannot read image {self.path}: {self.reason}"
+
+
+class JobMismatchError(SpecreadError, ValueError):
+    """An output file left by another job (other input, settings or version): resuming it would mix answers."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.reason}; pass --overwrite to start it afresh, or choose another --output"
+
+
+class MissingImagesError(SpecreadError, FileNotFoundError):
+    """Most of a run's images are not in the images folder: the user has not downloaded them yet."""
+
+    def __init__(self, folder: str, missing: int, total: int, example: str) -> None:
+        super().__init__(folder, missing, total, example)
+        self.folder = folder
+        self.missing = missing
+        self.total = total
+        self.example = example
+
+    def __str__(self) -> str:
+        return (
+            f"{self.missing} of the {self.total} images to read are not in {self.folder} (e.g. {self.example}); "
+            "download them first (add --download, or run: specread download INPUT.csv --images FOLDER), "
+            "or pass --allow-missing to answer their rows without them"
+        )
 
 
 class NotFittedError(SpecreadError, AttributeError):

@@ -125,7 +125,9 @@ class PageSource:
                 page = self.cache.get(digest)
                 if page is not None:
                     return page
-            arr = decode_image(data, "<bytes>" if isinstance(image, bytes | bytearray) else str(image))
+            name = "<bytes>" if isinstance(image, bytes | bytearray) else str(image)
+            # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
+            arr = decode_image(data, name, max_side=getattr(self.engine, "max_side", None))
         if self.engine is None:
             raise RuntimeError("this reader has no OCR engine; pass OCR pages to read_page() instead")
         page = self.engine(arr)

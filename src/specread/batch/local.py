@@ -9,32 +9,66 @@ bounded, so memory stays flat however many rows there are.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from specread.errors import ImageLoadError
-from specread.io.dataset import OutputWriter, Row, finalize_output, image_name, iter_unique_images, read_rows
+from specread import __version__
+from specread.batch.failures import Failure, FailureLog, failure_from
+from specread.errors import MissingImagesError
+from specread.io.dataset import (
+    OutputWriter,
+    Row,
+    failures_path,
+    finalize_output,
+    image_name,
+    iter_unique_images,
+    read_rows,
+    rows_digest,
+)
 from specread.pipeline import ReaderConfig, SpecReader, build_reader
 
-__all__ = ["RunStats", "plan_run", "predict_csv", "read_image_rows", "read_images_batch", "warm_cache"]
+__all__ = [
+    "RunStats",
+    "check_images_present",
+    "job_record",
+    "plan_run",
+    "predict_csv",
+    "read_image_rows",
+    "read_images_batch",
+    "warm_cache",
+]
 
 log = logging.getLogger("specread")
 
 RowResult = tuple[str, str, float]
 """(index, prediction, confidence)."""
 
+ImageResult = tuple[list[RowResult], Failure | None]
+"""One image's row results, and its failure if it could not be read (its rows then hold the fallback answer)."""
+
 
 @dataclass
 class RunStats:
+    """What a run did: rows, images read, rows resumed, and the images that failed, by kind."""
+
     rows: int = 0
     images: int = 0
     skipped_rows: int = 0
     failed_images: int = 0
-    warnings: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+    failures_file: Path | None = None
+
+    def record(self, failure: Failure) -> None:
+        self.failed_images += 1
+        self.warnings.append(failure.reason)
+        self.failures_by_kind[failure.kind] = self.failures_by_kind.get(failure.kind, 0) + 1
 
 
 _READER: SpecReader | None = None
@@ -47,14 +81,39 @@ def _init_worker(config: ReaderConfig) -> None:
     _READER = build_reader(config)
 
 
-def read_image_rows(reader: SpecReader, path: Path | None, rows: Sequence[Row]) -> tuple[list[RowResult], str]:
-    """Predict every row of one image; a bad image gives empty predictions and a warning.
+def _fallback(reader: object, rows: Sequence[Row]) -> list[RowResult]:
+    """The answer for rows whose image could not be read: the reader's blind guess (priors), else empty."""
+    guess = getattr(reader, "blind_guess", None)
+    out: list[RowResult] = []
+    for r in rows:
+        try:
+            pred = guess(r.entity_name, r.group_id or None) if guess else None
+        except Exception:  # the fallback itself must never fail a row
+            pred = None
+        out.append((r.index, pred.text, pred.confidence) if pred is not None else (r.index, "", 0.0))
+    return out
+
+
+def _failed(reader: object, rows: Sequence[Row], exc: BaseException | None = None, kind: str = "") -> ImageResult:
+    """The fallback rows and the :class:`Failure` for an image that raised ``exc`` (or failed for ``kind``)."""
+    link = rows[0].image_link if rows else ""
+    indices = tuple(r.index for r in rows)
+    if exc is not None:
+        failure = failure_from(link, exc, indices)
+    else:
+        failure = Failure(link, kind, f"{link or 'row(s) ' + ', '.join(indices)}: {kind}", indices)
+    return _fallback(reader, rows), failure
+
+
+def read_image_rows(reader: SpecReader, path: Path | None, rows: Sequence[Row]) -> ImageResult:
+    """Predict every row of one image; whatever fails gives the fallback answer and a :class:`Failure`.
 
     Rows are grouped by ``group_id`` (priors depend on it); the OCR page is
     cached by content, so several groups on one image still cost one OCR pass.
+    Any exception, from decoding to selection, is this image's and never the run's.
     """
     if path is None:
-        return [(r.index, "", 0.0) for r in rows], "no image link"
+        return _failed(reader, rows, kind="no image link")
     out: list[RowResult] = []
     by_group: dict[str, list[Row]] = {}
     for r in rows:
@@ -64,25 +123,23 @@ def read_image_rows(reader: SpecReader, path: Path | None, rows: Sequence[Row]) 
             entities = sorted({r.entity_name for r in group_rows})
             preds = reader.read(path, entities, group or None).predictions
             out.extend((r.index, preds[r.entity_name].text, preds[r.entity_name].confidence) for r in group_rows)
-    except ImageLoadError as exc:
-        return [(r.index, "", 0.0) for r in rows], str(exc)
-    return out, ""
+    except Exception as exc:  # one image's failure, anywhere in the pipeline, must not end the run
+        return _failed(reader, rows, exc)
+    return out, None
 
 
-def read_images_batch(
-    reader: object, jobs: Sequence[tuple[Path | None, Sequence[Row]]]
-) -> list[tuple[list[RowResult], str]]:
+def read_images_batch(reader: object, jobs: Sequence[tuple[Path | None, Sequence[Row]]]) -> list[ImageResult]:
     """Batched variant for readers with ``read_many`` (VLM, hybrid): one generation batch spans images.
 
-    If any image of the batch cannot be read, the batch falls back to one image at a
-    time, so a bad file still costs only its own rows (empty, with a warning).
+    If anything fails for the batch, it falls back to one image at a time, so a bad
+    file still costs only its own rows (fallback answer, with a :class:`Failure`).
     """
     items: list[tuple[Path, list[str], str | None]] = []
     owners: list[tuple[int, list[Row]]] = []
-    out: list[tuple[list[RowResult], str]] = [([], "") for _ in jobs]
+    out: list[ImageResult] = [([], None) for _ in jobs]
     for j, (path, rows) in enumerate(jobs):
         if path is None:
-            out[j] = ([(r.index, "", 0.0) for r in rows], "no image link")
+            out[j] = _failed(reader, rows, kind="no image link")
             continue
         by_group: dict[str, list[Row]] = {}
         for r in rows:
@@ -92,7 +149,7 @@ def read_images_batch(
             owners.append((j, group_rows))
     try:
         results = reader.read_many(items)  # type: ignore[attr-defined]
-    except ImageLoadError:
+    except Exception:  # find the image at fault by reading them one at a time
         return [read_image_rows(reader, path, rows) for path, rows in jobs]  # type: ignore[arg-type]
     for (j, group_rows), result in zip(owners, results, strict=True):
         preds = result.predictions
@@ -100,18 +157,48 @@ def read_images_batch(
     return out
 
 
-def plan_run(rows: Sequence[Row], writer: OutputWriter) -> tuple[list[tuple[str, list[Row]]], RunStats]:
+def job_record(rows: Sequence[Row], config: ReaderConfig, with_confidence: bool) -> dict:
+    """What an output belongs to: the input rows, the settings that change answers, columns and version.
+
+    The OCR cache folder is left out (it changes speed, not answers).
+    """
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "cache_dir"}
+    return {
+        "input": rows_digest(rows),
+        "settings": settings,
+        "columns": ["index", "prediction", *(["confidence"] if with_confidence else [])],
+        "specread": __version__,
+    }
+
+
+def plan_run(
+    rows: Sequence[Row], writer: OutputWriter, retry: set[str] | None = None
+) -> tuple[list[tuple[str, list[Row]]], RunStats]:
     """What is left to do after a resume: the unfinished rows grouped by unique image, and the run's counters.
 
-    Shared by every runner, so the local and Ray runners resume the same way.
+    Rows in ``retry`` (those of images an earlier run of this job could not read)
+    are done again. Shared by every runner, so the local and Ray runners resume the same way.
     """
-    todo = [r for r in rows if r.index not in writer.done]
+    retry = retry or set()
+    todo = [r for r in rows if r.index not in writer.done or r.index in retry]
     groups = list(iter_unique_images(todo))
-    stats = RunStats(rows=len(rows), images=len(groups), skipped_rows=len(rows) - len(todo), warnings=[])
+    stats = RunStats(rows=len(rows), images=len(groups), skipped_rows=len(rows) - len(todo))
     return groups, stats
 
 
-def _work(path: Path | None, rows: Sequence[Row]) -> tuple[list[RowResult], str]:
+def check_images_present(groups: Sequence[tuple[str, list[Row]]], images_dir: Path) -> None:
+    """Stop before any OCR when most images to read are not in the folder (not downloaded yet).
+
+    Raises:
+        MissingImagesError: more than half of the linked images are missing.
+    """
+    named = [name for name in (image_name(link) for link, _ in groups) if name]
+    missing = [name for name in named if not (images_dir / name).is_file()]
+    if named and len(missing) * 2 > len(named):
+        raise MissingImagesError(str(images_dir), len(missing), len(named), missing[0])
+
+
+def _work(path: Path | None, rows: Sequence[Row]) -> ImageResult:
     assert _READER is not None, "worker not initialised"
     return read_image_rows(_READER, path, rows)
 
@@ -130,21 +217,32 @@ def predict_csv(
     with_confidence: bool = False,
     progress: Callable[[int, int], None] | None = None,
     reader: SpecReader | None = None,
+    *,
+    overwrite: bool = False,
+    allow_missing: bool = False,
 ) -> RunStats:
     """Predict every row of ``input_csv`` into ``output_csv`` (resumable).
 
     Args:
         input_csv: challenge-format rows (validated before any work starts).
         images_dir: folder holding the images, named by the file name of ``image_link``.
-        output_csv: ``index,prediction[,confidence]``; existing rows are kept (resume).
+        output_csv: ``index,prediction[,confidence]``; an output of the same job (input rows,
+            settings, version: ``<output>.job.json``) is resumed, any other is refused.
         config: reader configuration (picklable; each worker builds its own reader).
         workers: worker processes; 1 runs in this process.
         with_confidence: add a ``confidence`` column.
         progress: called with ``(images_done, images_total)`` after each image.
         reader: an already built reader for in-process runs (``workers == 1``).
+        overwrite: discard an existing output (and its job record and failures) first.
+        allow_missing: go on when most images are missing (their rows get the fallback answer).
 
     Returns:
-        Counts of rows, images, resumed rows and unreadable images.
+        Counts of rows, images, resumed rows and failed images (by kind; each is listed in
+        ``<output>.failures.csv``).
+
+    Raises:
+        JobMismatchError: the output belongs to another job.
+        MissingImagesError: most images are not in ``images_dir`` (before any OCR).
     """
     rows = read_rows(input_csv)
     images = Path(images_dir)
@@ -154,15 +252,19 @@ def predict_csv(
     if config.reader != "ocr" and workers > 1:
         log.warning("--reader %s runs in one process (the VLM holds the GPU): ignoring --workers", config.reader)
         workers = 1
-    with OutputWriter(output_csv, with_confidence=with_confidence) as writer:
-        groups, stats = plan_run(rows, writer)
+    job = job_record(rows, config, with_confidence)
+    with OutputWriter(output_csv, with_confidence=with_confidence, job=job, overwrite=overwrite) as writer:
+        failures = FailureLog(failures_path(output_csv))
+        groups, stats = plan_run(rows, writer, failures.retry)
+        if not allow_missing:
+            check_images_present(groups, images)
+        stats.failures_file = failures.path
         total = len(groups)
 
-        def record(results: list[RowResult], warning: str) -> None:
-            if warning:
-                stats.failed_images += 1
-                stats.warnings.append(warning)  # type: ignore[union-attr]
-                log.warning("%s (predicting empty)", warning)
+        def record(results: list[RowResult], failure: Failure | None) -> None:
+            if failure is not None:
+                stats.record(failure)
+                failures.add(failure)
             for index, pred, conf in results:
                 writer.write(index, pred, conf)
             writer.flush()
@@ -174,8 +276,8 @@ def predict_csv(
                 size = int(config.vlm_options.get("batch_images", 8))
                 for start in range(0, total, size):
                     chunk = [(_resolve(images, link), rs) for link, rs in groups[start : start + size]]
-                    for results, warning in read_images_batch(local, chunk):
-                        record(results, warning)
+                    for result in read_images_batch(local, chunk):
+                        record(*result)
                     done += len(chunk)
                     if progress:
                         progress(done, total)
@@ -186,42 +288,77 @@ def predict_csv(
                     if progress:
                         progress(done, total)
         else:
-            for results, warning in _pool_map(config, workers, [(_resolve(images, link), rs) for link, rs in groups]):
-                record(results, warning)
+            for result in _pool_map(config, workers, [(_resolve(images, link), rs) for link, rs in groups]):
+                record(*result)
                 done += 1
                 if progress:
                     progress(done, total)
+        failures.close()
     finalize_output(output_csv, [r.index for r in rows])
+    if not stats.failed_images:
+        stats.failures_file = None
     return stats
 
 
-def _pool_map(
-    config: ReaderConfig, workers: int, jobs: list[tuple[Path | None, list[Row]]]
-) -> Iterator[tuple[list[RowResult], str]]:
-    """Run jobs on a process pool with bounded in-flight work, yielding results as they finish."""
-    limit = workers * 4
-    it = iter(jobs)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(config,)) as pool:
-        pending: set[Future] = set()
-        for job in it:
-            pending.add(pool.submit(_work, *job))
-            if len(pending) >= limit:
-                break
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                yield fut.result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.add(pool.submit(_work, *nxt))
+Job = tuple[Path | None, list[Row]]
+
+
+def _pool_map(config: ReaderConfig, workers: int, jobs: list[Job]) -> Iterator[ImageResult]:
+    """Run jobs on a process pool with bounded in-flight work, yielding results as they finish.
+
+    A worker that dies (killed for memory, a crash inside a native library) breaks
+    the whole pool and fails every job in flight, not only its own. The pool is
+    then rebuilt and those jobs are run again one at a time, so the one that kills
+    a worker while alone is known: its rows get the fallback answer with a
+    "worker died" failure, and the run goes on.
+    """
+    queue = list(reversed(jobs))  # pop() from the end keeps input order
+    suspects: list[Job] = []
+    while queue or suspects:
+        alone = bool(suspects)
+        batch = suspects if alone else queue
+        broken: list[Job] = []
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(config,)) as pool:
+            limit = 1 if alone else workers * 4
+            pending: dict[Future, Job] = {}
+            while batch or pending:
+                while batch and len(pending) < limit and not broken:
+                    job = batch.pop(0) if alone else batch.pop()
+                    try:
+                        pending[pool.submit(_work, *job)] = job
+                    except BrokenProcessPool:
+                        broken.append(job)
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        if alone:
+                            yield _failed(None, job[1], kind="worker died")
+                        else:
+                            broken.append(job)
+                if broken and not alone:  # drain what is still in flight; all of it failed with the pool
+                    for fut, job in pending.items():
+                        try:
+                            yield fut.result()
+                        except BrokenProcessPool:
+                            broken.append(job)
+                    pending.clear()
+                    break
+        if broken:
+            log.warning("a worker process died; reading the %d images that were in flight one at a time", len(broken))
+            suspects.extend(broken)
 
 
 def _ocr_only(path: Path) -> str:
     assert _READER is not None, "worker not initialised"
     try:
         _READER.ocr(path)
-    except ImageLoadError as exc:
-        return str(exc)
+    except Exception as exc:  # an image that cannot be read is reported, never fatal
+        return str(exc) if isinstance(exc, OSError) else f"{path}: {type(exc).__name__}: {exc}"
     return ""
 
 

@@ -29,8 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from specread.batch.local import RunStats, plan_run, read_image_rows
-from specread.io.dataset import OutputWriter, Row, finalize_output, image_name, read_rows
+from specread.batch.failures import Failure, FailureLog
+from specread.batch.local import RunStats, check_images_present, job_record, plan_run, read_image_rows
+from specread.io.dataset import OutputWriter, Row, failures_path, finalize_output, image_name, read_rows
 from specread.pipeline import ReaderConfig
 
 __all__ = ["ImageBatchReader", "predict_csv_ray"]
@@ -52,16 +53,17 @@ class ImageBatchReader:
         self.reader = build_reader(config)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        out: dict[str, list] = {"index": [], "prediction": [], "confidence": [], "image": [], "warning": []}
+        out: dict[str, list] = {key: [] for key in ("index", "prediction", "confidence", "image", "kind", "reason")}
         for image, path, packed in zip(batch["image"], batch["path"], batch["rows"], strict=True):
             rows = [Row(*fields) for fields in json.loads(str(packed))]
-            results, warning = read_image_rows(self.reader, Path(path) if path else None, rows)
+            results, failure = read_image_rows(self.reader, Path(path) if path else None, rows)
             for index, prediction, confidence in results:
                 out["index"].append(index)
                 out["prediction"].append(prediction)
                 out["confidence"].append(float(confidence))
                 out["image"].append(str(image))
-                out["warning"].append(warning)
+                out["kind"].append(failure.kind if failure else "")
+                out["reason"].append(failure.reason if failure else "")
         return out
 
 
@@ -81,6 +83,8 @@ def predict_csv_ray(
     actors: int | None = None,
     batch_size: int = 4,
     with_confidence: bool = False,
+    overwrite: bool = False,
+    allow_missing: bool = False,
 ) -> RunStats:
     """Predict every row of ``input_csv`` into ``output_csv`` on Ray (resumable).
 
@@ -95,9 +99,11 @@ def predict_csv_ray(
         actors: reader actors (one CPU each); default: the cluster's CPU count.
         batch_size: images per actor call.
         with_confidence: add a ``confidence`` column.
+        overwrite: discard an existing output (and its job record and failures) first.
+        allow_missing: go on when most images are missing.
 
     Returns:
-        Counts of rows, images, resumed rows and unreadable images.
+        Counts of rows, images, resumed rows and failed images (as the local runner).
 
     Raises:
         ImportError: Ray is not installed (``pip install 'specread[ray]'``).
@@ -108,11 +114,17 @@ def predict_csv_ray(
     if not images.is_dir():
         raise FileNotFoundError(f"images folder not found: {images}")
     config = config or ReaderConfig()
-    with OutputWriter(output_csv, with_confidence=with_confidence) as writer:
-        groups, stats = plan_run(rows, writer)
+    job = job_record(rows, config, with_confidence)
+    with OutputWriter(output_csv, with_confidence=with_confidence, job=job, overwrite=overwrite) as writer:
+        failures = FailureLog(failures_path(output_csv))
+        groups, stats = plan_run(rows, writer, failures.retry)
+        if not allow_missing:
+            check_images_present(groups, images)
         if groups:
-            _run(groups, images, config, writer, stats, address, progress, actors, batch_size)
+            _run(groups, images, config, writer, stats, failures, address, progress, actors, batch_size)
+        failures.close()
     finalize_output(output_csv, [r.index for r in rows])
+    stats.failures_file = failures.path if stats.failed_images else None
     return stats
 
 
@@ -122,6 +134,7 @@ def _run(
     config: ReaderConfig,
     writer: OutputWriter,
     stats: RunStats,
+    failures: FailureLog,
     address: str | None,
     progress: Callable[[int, int], None] | None,
     actors: int | None,
@@ -156,18 +169,22 @@ def _run(
         )
         seen: set[str] = set()
         total = len(items)
+        failed: dict[str, Failure] = {}
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for index, pred, conf, image, warning in zip(
-                batch["index"], batch["prediction"], batch["confidence"], batch["image"], batch["warning"], strict=True
+            for index, pred, conf, image, kind, reason in zip(
+                *(batch[key] for key in ("index", "prediction", "confidence", "image", "kind", "reason")), strict=True
             ):
                 writer.write(str(index), str(pred), float(conf))
-                if image not in seen:
-                    seen.add(str(image))
-                    if warning:
-                        stats.failed_images += 1
-                        stats.warnings.append(str(warning))  # type: ignore[union-attr]
-                        log.warning("%s (predicting empty)", warning)
+                seen.add(str(image))
+                if kind:
+                    earlier = failed.get(str(image))
+                    indices = (*earlier.indices, str(index)) if earlier else (str(index),)
+                    failed[str(image)] = Failure(str(image), str(kind), str(reason), indices)
             writer.flush()
+            for failure in failed.values():  # an image's rows come back in one actor batch
+                stats.record(failure)
+                failures.add(failure)
+            failed.clear()
             if progress:
                 progress(len(seen), total)
     finally:

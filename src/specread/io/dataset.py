@@ -10,6 +10,8 @@ order once every index is present.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -17,18 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from specread.errors import InputFormatError, UnknownEntityError
+from specread.errors import InputFormatError, JobMismatchError, UnknownEntityError
 from specread.units.registry import get_registry
 
 __all__ = [
     "OutputWriter",
     "Row",
+    "failures_path",
     "finalize_output",
     "image_name",
     "iter_unique_images",
+    "job_path",
     "read_gold",
     "read_predictions",
     "read_rows",
+    "rows_digest",
 ]
 
 INPUT_COLUMNS = ("image_link", "entity_name")
@@ -136,10 +141,17 @@ class OutputWriter:
     are already done; a torn last line from a kill is dropped first.
     """
 
-    def __init__(self, path: str | Path, with_confidence: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, with_confidence: bool = False, job: dict | None = None, overwrite: bool = False
+    ) -> None:
         self.path = Path(path)
         self.columns = ["index", "prediction", *(["confidence"] if with_confidence else [])]
         self.done: dict[str, str] = {}
+        if overwrite:
+            for stale in (self.path, job_path(self.path), failures_path(self.path)):
+                stale.unlink(missing_ok=True)
+        if job is not None:
+            self._claim(job)
         if self.path.exists() and self.path.stat().st_size > 0:
             self._repair_tail()
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -150,6 +162,36 @@ class OutputWriter:
                 csv.writer(fh).writerow(self.columns)
         self._fh = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._csv = csv.writer(self._fh)
+
+    def _claim(self, job: dict) -> None:
+        """Resume only the job that wrote this output; record the job when the output is new.
+
+        Raises:
+            JobMismatchError: the output exists but was written for other input rows,
+                settings, columns or specread version, or by no recorded job at all.
+        """
+        record = job_path(self.path)
+        job = json.loads(json.dumps(job, sort_keys=True, default=str))  # as it reads back from disk
+        if self.path.exists() and self.path.stat().st_size > 0:
+            try:
+                earlier = json.loads(record.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise JobMismatchError(
+                    str(self.path), f"already exists and was not written by this job (no {record.name})"
+                ) from None
+            except (OSError, ValueError) as exc:
+                raise JobMismatchError(str(self.path), f"has an unreadable job record {record.name} ({exc})") from None
+            changed = [label for key, label in _JOB_FIELDS.items() if earlier.get(key) != job.get(key)]
+            if changed:
+                raise JobMismatchError(
+                    str(self.path), f"was written by another job (different {', '.join(changed)}); it is not resumed"
+                )
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(job, fh, indent=2, sort_keys=True)
+        os.replace(tmp, record)
 
     def _repair_tail(self) -> None:
         """Drop a torn last line, but never cut a file this writer did not make."""
@@ -210,6 +252,34 @@ def finalize_output(path: str | Path, order: Iterable[str]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def rows_digest(rows: Iterable[Row]) -> str:
+    """A digest of the input rows themselves (not the file's bytes: a BOM or line endings do not matter)."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update("\x1f".join((r.index, r.image_link, r.group_id, r.entity_name)).encode() + b"\n")
+    return h.hexdigest()
+
+
+def job_path(output: str | Path) -> Path:
+    """``out.csv`` -> ``out.job.json``: what the output belongs to (input, settings, version)."""
+    p = Path(output)
+    return p.with_name(f"{p.stem}.job.json")
+
+
+def failures_path(output: str | Path) -> Path:
+    """``out.csv`` -> ``out.failures.csv``: the images a run could not read, and their rows."""
+    p = Path(output)
+    return p.with_name(f"{p.stem}.failures.csv")
+
+
+_JOB_FIELDS = {
+    "input": "input rows",
+    "settings": "reader settings",
+    "columns": "columns",
+    "specread": "specread version",
+}
 
 
 def iter_unique_images(rows: Iterable[Row]) -> Iterator[tuple[str, list[Row]]]:

@@ -223,23 +223,50 @@ class RapidOcrEngine:
         return self._ocr
 
     def __call__(self, image: np.ndarray) -> OcrPage:
+        if image.ndim == 2:  # grayscale array
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        elif image.shape[2] != 3:  # RGBA or a single channel
+            image = np.repeat(image[:, :, :1], 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
         height, width = image.shape[:2]
+        if not height or not width:
+            return OcrPage(tokens=(), width=width, height=height)
         scale = min(1.0, self.max_side / max(height, width))
         if scale < 1.0:
             import cv2
 
-            image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            # A thin strip (2 x 100000) must keep at least one pixel across, or cv2.resize fails.
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         ocr = self._engine()
         ocr._load_det_model().limit_side_len = self.det_side  # views of one engine take turns (at_det_side)
-        # RapidOCR expects BGR like OpenCV.
-        result = ocr(np.ascontiguousarray(image[:, :, ::-1]))
         h, w = image.shape[:2]
+        # RapidOCR expects BGR like OpenCV.
+        result = ocr(np.ascontiguousarray(_pad_to_min_side(image)[:, :, ::-1]))
         tokens: list[OcrToken] = []
         if result.txts:
             for text, score, box in zip(result.txts, result.scores, result.boxes, strict=False):
                 quad = tuple((float(x) / w, float(y) / h) for x, y in np.asarray(box).tolist())
                 tokens.append(OcrToken(text=str(text), score=float(score), quad=quad))  # type: ignore[arg-type]
         return OcrPage(tokens=tuple(tokens), width=width, height=height, segments=detect_segments(image))
+
+
+MIN_SIDE = 32
+"""Pictures thinner than this are padded with white up to it before OCR.
+
+RapidOCR scales any picture whose short side is under 30 px up until it is 30
+(``Global.min_side_len``), whatever that does to the long side: a 1 x 2000 strip
+becomes 30 x 60000, which its letterbox padding then grows to 7500 x 60000
+(2.8 GB for one blank strip). White padding reads the same and costs nothing.
+"""
+
+
+def _pad_to_min_side(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    if min(height, width) >= MIN_SIDE:
+        return image
+    padded = np.full((max(height, MIN_SIDE), max(width, MIN_SIDE), 3), 255, np.uint8)
+    padded[:height, :width] = image
+    return padded
 
 
 _BUNDLED = {
