@@ -186,13 +186,16 @@ def plan_run(
     return groups, stats
 
 
-def check_images_present(groups: Sequence[tuple[str, list[Row]]], images_dir: Path) -> None:
-    """Stop before any OCR when most images to read are not in the folder (not downloaded yet).
+def check_images_present(rows: Sequence[Row], images_dir: Path) -> None:
+    """Stop before any OCR, and before any output is written, when most images are not in the folder.
+
+    A user who has not downloaded the images yet would otherwise get one failure per
+    image and an output of fallback answers.
 
     Raises:
-        MissingImagesError: more than half of the linked images are missing.
+        MissingImagesError: more than half of the input's linked images are missing.
     """
-    named = [name for name in (image_name(link) for link, _ in groups) if name]
+    named = [name for name in dict.fromkeys(image_name(r.image_link) for r in rows) if name]
     missing = [name for name in named if not (images_dir / name).is_file()]
     if named and len(missing) * 2 > len(named):
         raise MissingImagesError(str(images_dir), len(missing), len(named), missing[0])
@@ -252,12 +255,12 @@ def predict_csv(
     if config.reader != "ocr" and workers > 1:
         log.warning("--reader %s runs in one process (the VLM holds the GPU): ignoring --workers", config.reader)
         workers = 1
+    if not allow_missing:
+        check_images_present(rows, images)
     job = job_record(rows, config, with_confidence)
     with OutputWriter(output_csv, with_confidence=with_confidence, job=job, overwrite=overwrite) as writer:
         failures = FailureLog(failures_path(output_csv))
         groups, stats = plan_run(rows, writer, failures.retry)
-        if not allow_missing:
-            check_images_present(groups, images)
         stats.failures_file = failures.path
         total = len(groups)
 
@@ -333,24 +336,33 @@ def _pool_map(config: ReaderConfig, workers: int, jobs: list[Job]) -> Iterator[I
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     job = pending.pop(fut)
-                    try:
-                        yield fut.result()
-                    except BrokenProcessPool:
-                        if alone:
-                            yield _failed(None, job[1], kind="worker died")
-                        else:
-                            broken.append(job)
+                    result = _outcome(fut, job, alone)
+                    if result is None:
+                        broken.append(job)
+                    else:
+                        yield result
                 if broken and not alone:  # drain what is still in flight; all of it failed with the pool
                     for fut, job in pending.items():
-                        try:
-                            yield fut.result()
-                        except BrokenProcessPool:
+                        result = _outcome(fut, job, alone)
+                        if result is None:
                             broken.append(job)
+                        else:
+                            yield result
                     pending.clear()
                     break
         if broken:
             log.warning("a worker process died; reading the %d images that were in flight one at a time", len(broken))
             suspects.extend(broken)
+
+
+def _outcome(fut: Future, job: Job, alone: bool) -> ImageResult | None:
+    """A finished job's result; None when the pool broke under it and it must run again, alone."""
+    try:
+        return fut.result()
+    except BrokenProcessPool:
+        return _failed(None, job[1], kind="worker died") if alone else None
+    except Exception as exc:  # the job's own (e.g. a result that cannot be sent back): its image's failure
+        return _failed(None, job[1], exc)
 
 
 def _ocr_only(path: Path) -> str:

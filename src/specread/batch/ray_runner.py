@@ -114,12 +114,12 @@ def predict_csv_ray(
     if not images.is_dir():
         raise FileNotFoundError(f"images folder not found: {images}")
     config = config or ReaderConfig()
+    if not allow_missing:
+        check_images_present(rows, images)
     job = job_record(rows, config, with_confidence)
     with OutputWriter(output_csv, with_confidence=with_confidence, job=job, overwrite=overwrite) as writer:
         failures = FailureLog(failures_path(output_csv))
         groups, stats = plan_run(rows, writer, failures.retry)
-        if not allow_missing:
-            check_images_present(groups, images)
         if groups:
             _run(groups, images, config, writer, stats, failures, address, progress, actors, batch_size)
         failures.close()
