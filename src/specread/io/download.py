@@ -48,7 +48,7 @@ from tenacity import (
 
 from specread.errors import ImageLoadError
 from specread.io.dataset import Row, image_name
-from specread.io.images import decode_image
+from specread.io.images import CHECK_SIDE, decode_image
 from specread.progress import make_progress
 
 __all__ = [
@@ -295,7 +295,7 @@ async def _present(path: Path, known: DownloadRecord | None, link: str) -> Downl
         return known  # written by us after validation: no need to decode again
     try:
         data = await asyncio.to_thread(path.read_bytes)
-        await asyncio.to_thread(decode_image, data, path.name)
+        await asyncio.to_thread(decode_image, data, path.name, CHECK_SIDE)
     except (ImageLoadError, OSError):
         return None  # broken leftover: download it again (replaced atomically)
     return DownloadRecord(link, path.name, "ok", "present, validated", size, 0, round(time.time(), 3))
@@ -322,7 +322,7 @@ async def _fetch(
     except _Permanent as exc:
         return DownloadRecord(link, name, "failed", str(exc), 0, attempts, round(time.time(), 3))
     try:
-        await asyncio.to_thread(decode_image, data, name)
+        await asyncio.to_thread(decode_image, data, name, CHECK_SIDE)
     except ImageLoadError as exc:
         return DownloadRecord(link, name, "failed", exc.reason, len(data), attempts, round(time.time(), 3))
     await asyncio.to_thread(_write_atomic, folder / name, data)

@@ -31,7 +31,11 @@ listed only when this Pillow build can decode it, so what the service accepts is
 always what the decoder reads.
 """
 
-__all__ = ["IMAGE_FORMATS", "decode_image", "image_digest", "load_image", "read_image_bytes"]
+CHECK_SIDE = 1024
+"""The side to decode at when a file is only checked to be a readable picture (downloads, label
+cleaning): a reduced decode still reads every byte, and costs a fraction of a full one."""
+
+__all__ = ["CHECK_SIDE", "IMAGE_FORMATS", "decode_image", "image_digest", "load_image", "read_image_bytes"]
 
 
 def image_digest(data: bytes) -> str:

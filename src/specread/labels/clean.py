@@ -48,7 +48,7 @@ from pathlib import Path
 
 from specread.errors import ImageLoadError, InputFormatError, UnknownUnitError
 from specread.io.dataset import image_name
-from specread.io.images import load_image
+from specread.io.images import CHECK_SIDE, load_image
 from specread.units.format import format_prediction
 from specread.units.registry import get_registry
 
@@ -169,7 +169,7 @@ def _image_ok(path: Path) -> str:
     if not path.is_file():
         return "missing_image"
     try:
-        load_image(path)
+        load_image(path, CHECK_SIDE)
     except ImageLoadError:
         return "bad_image"
     return ""
