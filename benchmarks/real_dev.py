@@ -31,7 +31,7 @@ import numpy as np
 
 from specread.extract.features import LAYOUT_FEATURES
 from specread.metrics import normalize_answer, score_rows
-from specread.pipeline import ReaderConfig
+from specread.settings import ReaderConfig, preset
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-dev"
 DIMS = ("width", "height", "depth")
@@ -62,9 +62,7 @@ def end_to_end(args: argparse.Namespace) -> dict:
         tmpdir = Path(tmp)
         input_csv, gold, entities = _input_csv(args.data, tmpdir, args.limit)
         cache = args.cache_dir or str(tmpdir / "cache")
-        config = ReaderConfig(
-            scorer=args.scorer, cache_dir=cache, engine_options=_preset(args.preset), retry_side=args.retry_side
-        )
+        config = ReaderConfig(scorer=args.scorer, cache_dir=cache, ocr=preset(args.preset), retry_side=args.retry_side)
         start = time.perf_counter()
         stats = predict_csv(input_csv, args.data / "images", tmpdir / "out.csv", config, workers=args.workers)
         elapsed = time.perf_counter() - start
@@ -94,12 +92,6 @@ def end_to_end(args: argparse.Namespace) -> dict:
         "peak_rss_mb_worker": round(rss_children, 1),
         "peak_rss_mb_main": round(rss_self, 1),
     }
-
-
-def _preset(name: str) -> dict:
-    from specread.ocr.presets import PRESETS
-
-    return dict(PRESETS[name])
 
 
 def _dims_breakdown(rows, preds) -> dict:
@@ -187,15 +179,15 @@ def cross_validation(args: argparse.Namespace) -> dict:
     from specread.batch.local import warm_cache
     from specread.errors import ImageLoadError
     from specread.io.dataset import image_name
-    from specread.pipeline import build_reader
     from specread.rank.priors import load_priors
     from specread.rank.rules import RuleScorer
     from specread.rank.train import cross_validate, fit_ranker, load_labelled_rows
+    from specread.readers import build_reader
 
     config = ReaderConfig(
         scorer="rules",
         cache_dir=args.cache_dir or "default",
-        engine_options=_preset(args.preset),
+        ocr=preset(args.preset),
         retry_side=args.retry_side,
     )
     with open(args.data / "labels.csv", newline="", encoding="utf-8") as fh:

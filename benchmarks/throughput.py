@@ -124,10 +124,9 @@ def _run_one(args: argparse.Namespace) -> dict:
     from specread.io.dataset import read_gold, read_predictions
     from specread.metrics import score_rows
     from specread.ocr.engine import RapidOcrEngine
-    from specread.ocr.presets import PRESETS
-    from specread.pipeline import ReaderConfig
+    from specread.settings import ReaderConfig, preset
 
-    config = ReaderConfig(scorer=args.scorer, engine_options=dict(PRESETS[args.preset]), cache_dir=None)
+    config = ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None)
     folder = Path(args.work)
     input_csv, gold_csv = folder / "input.csv", folder / "gold.csv"
     out = folder / f"out-{args.preset}-{args.engine}.csv"
@@ -201,7 +200,7 @@ def _run_one(args: argparse.Namespace) -> dict:
     cpu = cpu_self + cpu_children + actor_cpu
     first = [r for d, r in samples if d <= max(1, n // 5)]
     last = [r for d, r in samples if d >= n - max(1, n // 5)]
-    engine = RapidOcrEngine(**PRESETS[args.preset])  # type: ignore[arg-type]
+    engine = RapidOcrEngine(**preset(args.preset).engine_options())
     result = {
         "preset": args.preset,
         "engine": args.engine,

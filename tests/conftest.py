@@ -23,7 +23,9 @@ from typer.testing import CliRunner, Result
 
 from specread.cli import app
 from specread.ocr import engine as engine_module
-from specread.pipeline import ReaderConfig, SpecReader, build_reader
+from specread.pipeline import SpecReader
+from specread.readers import build_reader
+from specread.settings import ReaderConfig
 from specread.types import OcrPage, OcrToken
 
 __all__ = [

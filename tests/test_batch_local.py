@@ -8,8 +8,8 @@ from pathlib import Path
 from specread.batch.local import predict_csv, read_images_batch
 from specread.errors import ImageLoadError
 from specread.io.dataset import Row
-from specread.pipeline import ReaderConfig, ReadResult
-from specread.types import OcrPage, Prediction
+from specread.settings import ReaderConfig, VlmSettings
+from specread.types import OcrPage, Prediction, ReadResult
 
 
 class _BatchReader:
@@ -80,7 +80,7 @@ def test_predict_csv_uses_the_batched_path(tmp_path: Path) -> None:
         for i, p in enumerate(paths):
             w.writerow([i, f"https://example.invalid/{p.name}", "1", "item_weight"])
     reader = _BatchReader()
-    config = ReaderConfig(reader="vlm", vlm_options={"batch_images": 2})
+    config = ReaderConfig(reader="vlm", vlm=VlmSettings(batch_images=2))
     stats = predict_csv(input_csv, tmp_path, tmp_path / "out.csv", config, workers=2, reader=reader)
     assert reader.batches == [2, 2, 1]
     with open(tmp_path / "out.csv", newline="") as fh:

@@ -14,7 +14,8 @@ from conftest import FakeEngine, make_page, make_reader
 from specread.io.images import image_digest
 from specread.ocr.cache import OcrCache, default_cache_dir
 from specread.ocr.engine import OcrEngine
-from specread.pipeline import ReaderConfig, build_reader
+from specread.readers import build_reader
+from specread.settings import ReaderConfig
 
 
 def _make_png(seed: int = 0) -> bytes:

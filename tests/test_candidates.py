@@ -124,7 +124,8 @@ def test_empty_page_has_no_candidates() -> None:
 def test_read_page_picks_the_value_its_keyword_names() -> None:
     reader = make_reader(FakeEngine())
     page = make_page(["Max load 150 kg", "Net Wt 500 g"])
-    preds, cands = reader.read_page(page, ["item_weight", "maximum_weight_recommendation"])
+    result = reader.read_page(page, ["item_weight", "maximum_weight_recommendation"])
+    preds, cands = result.predictions, result.candidates
     assert preds["item_weight"].text == "500.0 gram"
     assert preds["maximum_weight_recommendation"].text == "150.0 kilogram"
     assert preds["item_weight"].evidence is not None and preds["item_weight"].evidence.text == "Net Wt 500 g"
@@ -134,9 +135,9 @@ def test_read_page_picks_the_value_its_keyword_names() -> None:
 
 def test_read_page_without_candidates() -> None:
     page = make_page(["Premium Quality"])
-    preds, _ = make_reader(FakeEngine(), priors_fallback=False).read_page(page, ["voltage"])
+    preds = make_reader(FakeEngine(), priors_fallback=False).read_page(page, ["voltage"]).predictions
     assert preds["voltage"].text == "" and preds["voltage"].value is None
-    preds, _ = make_reader(FakeEngine(), priors_fallback=True).read_page(page, ["voltage"])
+    preds = make_reader(FakeEngine(), priors_fallback=True).read_page(page, ["voltage"]).predictions
     assert preds["voltage"].source == "prior"
     assert preds["voltage"].unit in ("volt", "kilovolt", "millivolt")
 

@@ -20,7 +20,7 @@ from specread.io.dataset import (
     read_rows,
 )
 from specread.metrics import score_rows
-from specread.pipeline import ReaderConfig
+from specread.settings import ReaderConfig
 
 HEADER = ["index", "image_link", "group_id", "entity_name"]
 

@@ -10,7 +10,8 @@ from specread.batch.local import predict_csv
 from specread.io.check import check_output
 from specread.io.dataset import read_gold, read_predictions, read_rows
 from specread.metrics import score_rows
-from specread.pipeline import ReaderConfig, build_reader
+from specread.readers import build_reader
+from specread.settings import ReaderConfig
 from specread.synth import LabelSpec, make_dataset, render_label
 
 pytestmark = pytest.mark.slow

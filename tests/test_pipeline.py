@@ -9,10 +9,11 @@ import pytest
 
 from conftest import FakeEngine
 from specread.errors import UnknownEntityError
-from specread.ocr.presets import PRESETS
-from specread.pipeline import PageSource, ReaderConfig, SpecReader, build_reader
+from specread.pipeline import PageSource, SpecReader
 from specread.rank.priors import load_priors
 from specread.rank.rules import RuleScorer
+from specread.readers import build_reader
+from specread.settings import ReaderConfig, preset
 from specread.types import OcrPage
 
 
@@ -26,10 +27,10 @@ def test_unknown_entity_fails_before_any_image_work() -> None:
 def test_empty_page_answers_from_priors_or_blank() -> None:
     page = OcrPage((), 100, 100)
     with_priors = SpecReader(None, RuleScorer(), load_priors())
-    pred = with_priors.read_page(page, ["item_weight"])[0]["item_weight"]
+    pred = with_priors.read_page(page, ["item_weight"]).predictions["item_weight"]
     assert pred.source == "prior" and pred.text.endswith(" gram") and pred.confidence < 0.1
     blank = SpecReader(None, RuleScorer(), load_priors(), use_priors_fallback=False)
-    assert blank.read_page(page, ["item_weight"])[0]["item_weight"].text == ""
+    assert blank.read_page(page, ["item_weight"]).predictions["item_weight"].text == ""
 
 
 def test_build_reader_rejects_unknown_names() -> None:
@@ -80,12 +81,12 @@ def test_second_pass_that_reads_nothing_new_keeps_the_prior_answer() -> None:
 
 
 def test_retry_side_is_checked_and_shares_the_first_engine(tmp_path) -> None:
-    accurate = dict(PRESETS["accurate"])
+    accurate = preset("accurate")
     with pytest.raises(ValueError, match="retry_side"):
-        build_reader(ReaderConfig(cache_dir=None, engine_options=accurate, retry_side=800))
+        build_reader(ReaderConfig(cache_dir=None, ocr=accurate, retry_side=800))
     with pytest.raises(ValueError, match="max_side"):
-        build_reader(ReaderConfig(cache_dir=None, engine_options=accurate, retry_side=4000))
-    reader = build_reader(ReaderConfig(cache_dir=str(tmp_path), engine_options=accurate, retry_side=1600))
+        build_reader(ReaderConfig(cache_dir=None, ocr=accurate, retry_side=4000))
+    reader = build_reader(ReaderConfig(cache_dir=str(tmp_path), ocr=accurate, retry_side=1600))
     assert reader.retry is not None and reader.retry.engine.det_side == 1600
     assert reader.retry.engine._engine() is reader.engine._engine()  # one set of models
     assert reader.retry.cache.root != reader.cache.root  # pages of each pass cached apart

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from specread.ocr.engine import RapidOcrEngine, _keep_output_classes, _RecBatches, latin_classes
-from specread.ocr.presets import PRESETS
-from specread.pipeline import ReaderConfig, build_reader
+from specread.readers import build_reader
+from specread.settings import PRESETS, ReaderConfig, preset
 from specread.synth import LabelSpec, render_label
 
 # Options that change what the engine reads, with another valid value each.
@@ -24,7 +24,7 @@ READING_OPTIONS: dict[str, object] = {
 
 
 def test_presets_build_engines_with_distinct_fingerprints() -> None:
-    engines = {name: RapidOcrEngine(**options) for name, options in PRESETS.items()}  # type: ignore[arg-type]
+    engines = {name: RapidOcrEngine(**preset(name).engine_options()) for name in PRESETS}
 
     assert {"accurate", "fast"} <= engines.keys()
     assert len({e.fingerprint() for e in engines.values()}) == len(engines)
@@ -170,7 +170,7 @@ def test_fast_preset_reads_a_label_like_accurate() -> None:
     entities = ["item_weight", "voltage"]
 
     read = {
-        name: build_reader(ReaderConfig(engine_options=dict(PRESETS[name]), cache_dir=None)).read(image, entities)
+        name: build_reader(ReaderConfig(ocr=preset(name), cache_dir=None)).read(image, entities)
         for name in ("accurate", "fast")
     }
 

@@ -80,7 +80,7 @@ def _accuracy(scorer, rows: list[LabelledRow]) -> float:
 
     hits = 0
     for r in rows:
-        pred = reader.read_page(r.page, [r.entity], r.group_id)[0][r.entity]
+        pred = reader.read_page(r.page, [r.entity], r.group_id).predictions[r.entity]
         hits += normalize_answer(pred.text) == normalize_answer(r.gold)
     return hits / len(rows)
 
@@ -234,7 +234,7 @@ def test_confidence_is_the_winner_probability() -> None:
     model = load_default_ranker()
     page = _make_drawing("40 cm", "25 cm", "60 cm")
     reader = SpecReader(None, model, load_priors())
-    pred = reader.read_page(page, ["height"])[0]["height"]
+    pred = reader.read_page(page, ["height"]).predictions["height"]
     cands = page_candidates(page, find_mentions(page), "height", load_priors())
     assert pred.confidence == pytest.approx(max(model.score("height", cands)))
     assert 0.0 < pred.confidence < 1.0 and pred.source == "ranker"

@@ -14,8 +14,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 from specread.batch.local import predict_csv  # noqa: E402
 from specread.batch.ray_runner import predict_csv_ray  # noqa: E402
 from specread.io.dataset import job_path, read_predictions  # noqa: E402
-from specread.ocr.presets import PRESETS  # noqa: E402
-from specread.pipeline import ReaderConfig  # noqa: E402
+from specread.settings import ReaderConfig, preset  # noqa: E402
 from specread.synth import make_dataset  # noqa: E402
 
 
@@ -46,7 +45,7 @@ def synth_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _config() -> ReaderConfig:
-    return ReaderConfig(engine_options=dict(PRESETS["fast"]), cache_dir=None)
+    return ReaderConfig(ocr=preset("fast"), cache_dir=None)
 
 
 def _rows(path: Path) -> list[list[str]]:

@@ -24,7 +24,9 @@ from specread.errors import JobMismatchError, MissingImagesError
 from specread.io.check import OFFICIAL_FORMAT
 from specread.io.dataset import job_path
 from specread.io.images import decode_image
-from specread.pipeline import ReaderConfig, SpecReader, build_reader
+from specread.pipeline import SpecReader
+from specread.readers import build_reader
+from specread.settings import ReaderConfig
 from specread.units.registry import get_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -88,7 +90,8 @@ def test_pictures_between_the_bomb_warning_and_error_limits_are_refused(monkeypa
 
 _MEASURE = """
 import resource, sys
-from specread.pipeline import ReaderConfig, build_reader
+from specread.readers import build_reader
+from specread.settings import ReaderConfig
 reader = build_reader(ReaderConfig(cache_dir=None))
 for path in sys.argv[1:]:
     reader.read(path, ["item_weight", "width"])

@@ -12,21 +12,27 @@ import json
 import struct
 import threading
 import time
+import warnings
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
+
+from conftest import CliInvoke, FakeEngine
 
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from specread.pipeline import ReaderConfig
+from specread.io.images import IMAGE_FORMATS, decode_image
+from specread.service import app as app_module
 from specread.service import worker
-from specread.service.app import ApiError, OcrPool, ServiceSettings, create_app
+from specread.service.app import ApiError, OcrPool, ServiceSettings, check_image, create_app, uvicorn_options
+from specread.settings import ReaderConfig
 from specread.synth import LabelSpec, render_label
 from specread.units.registry import get_registry
 
@@ -245,6 +251,11 @@ def test_json_body_is_422_not_500(client: TestClient) -> None:
     _assert_error(client.post("/v1/read", json={"entities": ["item_weight"]}), 422, "invalid_request")
 
 
+def test_malformed_multipart_is_400_bad_request(client: TestClient) -> None:
+    resp = client.post("/v1/read", content=b"x", headers={"content-type": "multipart/form-data"})  # no boundary
+    _assert_error(resp, 400, "bad_request")
+
+
 def test_unknown_route_and_method_are_json(client: TestClient) -> None:
     _assert_error(client.get("/v2/nothing"), 404, "not_found")
     _assert_error(client.get("/v1/read"), 405, "method_not_allowed")
@@ -360,3 +371,160 @@ def test_page_docs_and_schema_are_served_locally(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert "/v1/read" in schema["paths"] and "/healthz" in schema["paths"]
     assert "413" in schema["paths"]["/v1/read"]["post"]["responses"]
+
+
+# -- HEAD, redirects ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/", "/healthz", "/docs", "/openapi.json", "/static/app.js", "/v1/entities"])
+def test_head_is_answered_wherever_get_is(client: TestClient, path: str) -> None:
+    get, head = client.get(path), client.head(path)
+    assert get.status_code == head.status_code == 200
+    assert head.content == b""
+    for name in ("content-type", "content-length", "x-content-type-options"):
+        assert head.headers.get(name) == get.headers.get(name), name
+
+
+def test_post_only_routes_refuse_head_and_get(client: TestClient) -> None:
+    for method in ("HEAD", "GET"):
+        resp = client.request(method, "/v1/read")
+        assert resp.status_code == 405 and resp.headers["content-type"].startswith("application/json")
+        assert resp.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(("path", "location"), [("/static", "/static/"), ("/healthz/", "/healthz")])
+def test_redirects_do_not_reflect_the_host_header(client: TestClient, path: str, location: str) -> None:
+    resp = client.get(path, headers={"host": "evil.example"}, follow_redirects=False)
+    assert resp.is_redirect and resp.headers["location"] == location
+    assert "evil" not in resp.text
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        (b"http://evil.example/static/?a=1", b"/static/?a=1"),
+        (b"https://evil.example", b"/"),
+        (b"//evil.example/x", b"/x"),  # a path never turns into a protocol-relative URL
+        (b"/\\evil.example/x", b"/evil.example/x"),
+        (b"/static/", b"/static/"),
+    ],
+)
+def test_redirect_locations_are_reduced_to_a_path(location: bytes, expected: bytes) -> None:
+    assert app_module._path_only(location) == expected
+
+
+# -- one list of image formats -----------------------------------------------------------------------------------
+def _encoded_samples() -> list:
+    """A small image in every format this Pillow can write (in the first mode the writer takes)."""
+    Image.init()
+    image = Image.new("RGB", (32, 24), (200, 30, 30))
+    samples = []
+    for fmt in sorted(Image.SAVE):
+        for mode in ("RGB", "L", "1"):
+            buf = io.BytesIO()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # deprecated writers
+                    image.convert(mode).save(buf, fmt)
+            except Exception:  # writers that need a plugin, a mode or a size
+                continue
+            samples.append(pytest.param(fmt, buf.getvalue(), id=fmt))
+            break
+    return samples
+
+
+@pytest.mark.parametrize(("fmt", "data"), _encoded_samples())
+def test_what_the_service_accepts_the_decoder_reads(fmt: str, data: bytes) -> None:
+    try:
+        check_image(data)
+    except ApiError as exc:
+        assert exc.code == "not_an_image", exc
+        assert fmt not in IMAGE_FORMATS
+        return
+    assert decode_image(data, fmt).shape[:2] == (24, 32)
+
+
+def test_service_uses_the_decoders_format_list() -> None:
+    assert app_module.IMAGE_FORMATS is IMAGE_FORMATS
+    assert "EPS" not in IMAGE_FORMATS and "PDF" not in IMAGE_FORMATS
+
+
+# -- the OCR cache is opt-in -------------------------------------------------------------------------------------
+def test_default_service_keeps_no_ocr_cache(fake_rapidocr: FakeEngine, _isolated_cache: Path) -> None:
+    settings = ServiceSettings(executor="thread", warmup=False)
+    assert settings.reader.cache_dir is None
+    png = _make_png()
+    with TestClient(create_app(settings)) as c:
+        for _ in range(2):
+            assert _post_image(c, png).status_code == 200
+    assert fake_rapidocr.calls == 2  # read twice: no answer from a cache (nor a timing difference)
+    assert not [p for p in _isolated_cache.rglob("*") if p.is_file()]
+
+
+def test_service_cache_when_asked(fake_rapidocr: FakeEngine, tmp_path: Path) -> None:
+    settings = ServiceSettings(reader=ReaderConfig(cache_dir=str(tmp_path)), executor="thread", warmup=False)
+    png = _make_png()
+    with TestClient(create_app(settings)) as c:
+        for _ in range(2):
+            assert _post_image(c, png).status_code == 200
+    assert fake_rapidocr.calls == 1
+    assert [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+# -- settings and `specread serve` options -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"header_timeout": 0},
+        {"header_timeout": float("inf")},
+        {"body_timeout": -1},
+        {"max_connections": 0},
+        {"forwarded_allow_ips": ("not-an-ip",)},
+        {"forwarded_allow_ips": "127.0.0.1"},
+    ],
+)
+def test_invalid_settings_are_refused(overrides: dict) -> None:
+    with pytest.raises(ValueError):
+        _make_settings(**overrides)
+
+
+def test_default_settings_and_uvicorn_options() -> None:
+    settings = ServiceSettings()
+    assert (settings.header_timeout, settings.body_timeout, settings.max_connections) == (10.0, 60.0, 100)
+    assert settings.forwarded_allow_ips == () and settings.body_idle_timeout == 15.0
+    options = uvicorn_options(settings)
+    assert options["proxy_headers"] is False and options["limit_concurrency"] == 100
+    assert options["http"].header_timeout == 10.0
+    trusting = uvicorn_options(_make_settings(forwarded_allow_ips=("10.0.0.1", "10.1.0.0/16")))
+    assert trusting["proxy_headers"] is True and trusting["forwarded_allow_ips"] == ["10.0.0.1", "10.1.0.0/16"]
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Capture what `specread serve` would run instead of starting a server."""
+    seen: dict = {}
+    monkeypatch.setattr(app_module, "serve", lambda settings, **kwargs: seen.update(settings=settings, **kwargs))
+    return seen
+
+
+def test_serve_defaults(cli: CliInvoke, served: dict) -> None:
+    result = cli("serve")
+    assert result.exit_code == 0, result.output
+    s = served["settings"]
+    assert (s.header_timeout, s.body_timeout, s.max_connections, s.forwarded_allow_ips) == (10.0, 60.0, 100, ())
+    assert s.reader.cache_dir is None
+
+
+def test_serve_options_reach_the_settings(cli: CliInvoke, served: dict, tmp_path: Path) -> None:
+    args = ["--header-timeout", "3", "--body-timeout", "20", "--max-connections", "7", "--cache-dir", tmp_path]
+    result = cli("serve", *args, "--forwarded-allow-ips", "10.0.0.1, 10.1.0.0/16")
+    assert result.exit_code == 0, result.output
+    s = served["settings"]
+    assert (s.header_timeout, s.body_timeout, s.max_connections) == (3.0, 20.0, 7)
+    assert s.forwarded_allow_ips == ("10.0.0.1", "10.1.0.0/16")
+    assert s.reader.cache_dir == str(tmp_path)
+    assert cli("serve", "--no-cache").exit_code == 0 and served["settings"].reader.cache_dir is None
+
+
+def test_serve_refuses_a_bad_proxy_address(cli: CliInvoke, served: dict) -> None:
+    result = cli("serve", "--forwarded-allow-ips", "10.0.0.1,proxy.local")
+    assert result.exit_code == 2 and "proxy.local" in result.output
+    assert not served

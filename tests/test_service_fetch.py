@@ -22,7 +22,6 @@ pytest.importorskip("httpcore")
 
 from fastapi.testclient import TestClient
 
-from specread.pipeline import ReaderConfig
 from specread.service.app import ServiceSettings, create_app
 from specread.service.fetch import (
     BadUrlError,
@@ -33,6 +32,7 @@ from specread.service.fetch import (
     UrlNotAllowedError,
     fetch_image,
 )
+from specread.settings import ReaderConfig
 from specread.synth import LabelSpec, render_label
 
 LOOPBACK_ONLY = FetchPolicy(allowed_networks=("127.0.0.1/32",), timeout=5.0)
@@ -139,6 +139,26 @@ def _resolver(table: dict[str, list[str]]):
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
         "::",
+        # IPv6 forms that lead to a non-public IPv4 address
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::a00:1",  # IPv4-compatible 10.0.0.1
+        "::ffff:169.254.169.254",
+        # IPv6 ranges refused whatever they carry
+        "64:ff9b:1::808:808",  # NAT64 local use
+        "fec0::1",  # site-local
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "fd12:3456::1",  # unique local
+        "fe80::1%eth0",  # link-local with a zone
+        "ff02::1",  # multicast, link scope
+        "ff0e::1",  # multicast, global scope
+        "2001:db8::1",  # documentation
+        "3fff::1",  # documentation
+        "100::1",  # discard-only
     ],
 )
 def test_non_public_addresses_are_refused_by_default(address: str) -> None:
@@ -146,9 +166,25 @@ def test_non_public_addresses_are_refused_by_default(address: str) -> None:
     assert FetchPolicy(allow_private=True).address_allowed(address)
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "8.8.8.8",
+        "93.184.216.34",
+        "2606:4700:4700::1111",
+        "64:ff9b::808:808",  # NAT64 of a public IPv4 address
+        "2002:808:808::1",  # 6to4 of a public IPv4 address
+        "::ffff:8.8.8.8",
+    ],
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert FetchPolicy().address_allowed(address)
+
+
+def test_allowed_networks_match_the_embedded_ipv4_address() -> None:
+    policy = FetchPolicy(allowed_networks=("10.0.0.0/24",))
+    assert policy.address_allowed("64:ff9b::a00:5") and policy.address_allowed("::ffff:10.0.0.5")
+    assert not policy.address_allowed("64:ff9b::a00:105")  # 10.0.1.5
 
 
 def test_allowed_networks_open_only_those_networks() -> None:

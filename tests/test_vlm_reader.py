@@ -13,7 +13,8 @@ from specread.batch.local import predict_csv
 from specread.errors import ImageLoadError, UnknownEntityError
 from specread.io.dataset import read_gold, read_predictions
 from specread.metrics import score_rows
-from specread.pipeline import ReaderConfig, build_reader
+from specread.readers import build_reader
+from specread.settings import ReaderConfig, VlmSettings
 from specread.units.registry import get_registry
 from specread.vlm.backends import Generation
 from specread.vlm.prompt import PromptTemplate
@@ -127,10 +128,10 @@ def test_vlm_reader_runs_under_the_local_runner_unchanged(tmp_path: Path) -> Non
 
 
 def test_build_vlm_reader_needs_a_model() -> None:
-    with pytest.raises(ValueError, match="needs vlm_options"):
+    with pytest.raises(ValueError, match="needs a model"):
         build_vlm_reader(ReaderConfig(reader="vlm"))
-    with pytest.raises(ValueError, match="needs vlm_options"):
-        build_reader(ReaderConfig(reader="hybrid", vlm_options={"threshold": 0.3}))
+    with pytest.raises(ValueError, match="needs a model"):
+        build_reader(ReaderConfig(reader="hybrid", vlm=VlmSettings(threshold=0.3)))
 
 
 def test_template_for_prefers_option_then_model_card(tmp_path: Path) -> None:

@@ -1,105 +1,37 @@
-"""The reader: image -> OCR page (cached) -> candidates -> one prediction per entity.
+"""The OCR reader: image -> OCR page (cached) -> candidates -> one prediction per entity.
 
-:class:`SpecReader` receives ready stage objects (engine, cache, scorer,
-priors); :func:`build_reader` is the one factory that makes them from a plain
-:class:`ReaderConfig`, which is picklable so worker processes and Ray actors
-can build identical readers.
+:class:`SpecReader` receives ready stage objects (engine, cache, selector);
+:func:`build_ocr_reader` makes them from a plain
+:class:`~specread.settings.ReaderConfig`, which is picklable so worker
+processes and Ray actors can build identical readers. Readers of every kind
+(this one, and the VLM ones the ``vlm`` extra registers) are built by name
+through :func:`specread.readers.build_reader`.
 
 Example:
-    >>> from specread.pipeline import build_reader, ReaderConfig
-    >>> reader = build_reader(ReaderConfig(cache_dir=None))   # doctest: +SKIP
-    >>> reader.read("label.png", ["item_weight"])["item_weight"].text   # doctest: +SKIP
+    >>> from specread.pipeline import build_ocr_reader
+    >>> from specread.settings import ReaderConfig
+    >>> reader = build_ocr_reader(ReaderConfig(cache_dir=None))   # doctest: +SKIP
+    >>> reader.read("label.png", ["item_weight"]).predictions["item_weight"].text   # doctest: +SKIP
     '500.0 gram'
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from specread.extract.candidates import find_mentions
-from specread.extract.features import page_candidates
 from specread.io.images import decode_image, image_digest, read_image_bytes
 from specread.ocr.cache import OcrCache, default_cache_dir
 from specread.ocr.engine import OcrEngine, build_engine
 from specread.rank.priors import Priors, load_priors
-from specread.types import Candidate, OcrPage, Prediction
+from specread.rank.select import Scorer, Selector
+from specread.settings import ReaderConfig
+from specread.types import ImageInput, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
-__all__ = ["READERS", "SCORERS", "PageSource", "ReadResult", "ReaderConfig", "Scorer", "SpecReader", "build_reader"]
-
-
-class Scorer(Protocol):
-    """Scores the candidates of one entity; the highest score wins."""
-
-    name: str
-
-    def score(self, entity: str, cands: Sequence[Candidate]) -> list[float]: ...
-
-    def confidence(self, scores: Sequence[float], best: int) -> float: ...
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    """Everything needed to build a reader, as plain data.
-
-    Attributes:
-        scorer: ``"ranker"`` (learned, default when its model ships) or ``"rules"``.
-        engine: OCR engine name (see :data:`specread.ocr.engine.ENGINES`).
-        engine_options: keyword options for the engine (``det_side``, ``max_side``...).
-        cache_dir: OCR cache folder; ``None`` disables the cache; ``"default"`` uses
-            ``$SPECREAD_CACHE`` or the user cache folder.
-        use_priors_fallback: answer from training-label priors when nothing is read.
-        reader: ``"ocr"`` (this module), ``"vlm"`` or ``"hybrid"`` (see :mod:`specread.vlm`).
-        vlm_options: options for the VLM reader (``model``, ``threshold``, ``batch_size``...).
-        retry_side: when an asked entity gets no candidate from the page, OCR the image
-            again with the text detector at this side (small print that the first pass
-            missed) and answer that entity from the second page; 0 never does.
-    """
-
-    scorer: str = "ranker"
-    engine: str = "rapidocr"
-    engine_options: dict = field(default_factory=dict)
-    cache_dir: str | None = "default"
-    use_priors_fallback: bool = True
-    reader: str = "ocr"
-    vlm_options: dict = field(default_factory=dict)
-    retry_side: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.retry_side:
-            return
-        first = int(self.engine_options.get("det_side", 0))
-        largest = int(self.engine_options.get("max_side", self.retry_side))
-        if not first < self.retry_side <= largest:
-            raise ValueError(
-                f"retry_side must be 0 (off) or a detector side above the first pass's ({first or 'default'}) "
-                f"and at most max_side ({largest}); got {self.retry_side}"
-            )
-
-
-READERS = ("ocr", "vlm", "hybrid")
-
-
-@dataclass(frozen=True)
-class ReadResult:
-    """Predictions for one image plus the OCR page they came from."""
-
-    page: OcrPage
-    predictions: dict[str, Prediction]
-    candidates: dict[str, list[Candidate]]
-
-    def to_dict(self) -> dict:
-        return {
-            "width": self.page.width,
-            "height": self.page.height,
-            "tokens": [t.to_dict() | {"box": list(t.box)} for t in self.page.tokens],
-            "predictions": {e: p.to_dict() for e, p in self.predictions.items()},
-        }
+__all__ = ["SCORERS", "PageSource", "SpecReader", "build_ocr_reader"]
 
 
 class PageSource:
@@ -114,7 +46,7 @@ class PageSource:
         self.engine = engine
         self.cache = cache
 
-    def __call__(self, image: str | Path | bytes | np.ndarray) -> OcrPage:
+    def __call__(self, image: ImageInput) -> OcrPage:
         if isinstance(image, np.ndarray):
             arr, digest = image, None
         else:
@@ -137,7 +69,7 @@ class PageSource:
 
 
 class SpecReader:
-    """Reads entity values off product images.
+    """Reads entity values off product images with OCR (implements :class:`specread.readers.Reader`).
 
     Args:
         engine: OCR engine (called once per unique image content).
@@ -149,6 +81,9 @@ class SpecReader:
             candidate (see :attr:`ReaderConfig.retry_side`).
     """
 
+    batch_images = 1
+    """Images per :meth:`read_many` call in the batch runner: OCR gains nothing from batching images."""
+
     def __init__(
         self,
         engine: OcrEngine | None,
@@ -159,14 +94,20 @@ class SpecReader:
         retry: PageSource | None = None,
     ) -> None:
         self.engine = engine
-        self.scorer = scorer
-        self.priors = priors
+        self.selector = Selector(scorer, priors, use_priors_fallback)
         self.cache = cache
-        self.use_priors_fallback = use_priors_fallback
         self.retry = retry
 
+    @property
+    def scorer(self) -> Scorer:
+        return self.selector.scorer
+
+    @property
+    def priors(self) -> Priors:
+        return self.selector.priors
+
     # -- OCR -------------------------------------------------------------------
-    def ocr(self, image: str | Path | bytes | np.ndarray) -> OcrPage:
+    def ocr(self, image: ImageInput) -> OcrPage:
         """OCR an image path, bytes or RGB array, through the cache when the content is known."""
         return PageSource(self.engine, self.cache)(image)
 
@@ -177,63 +118,26 @@ class SpecReader:
         entities: Sequence[str],
         group_id: str | None = None,
         retry: Callable[[], OcrPage | None] | None = None,
-    ) -> tuple[dict[str, Prediction], dict[str, list[Candidate]]]:
-        """Choose one prediction per entity from an OCR page.
-
-        ``retry`` returns a second, finer page of the same image; it is called only when
-        some entity has no candidate on ``page``, and answers only those entities.
-        """
-        registry = get_registry()
-        for e in entities:
-            registry.entity(e)  # raises UnknownEntityError early
-        mentions = find_mentions(page)
-        preds: dict[str, Prediction] = {}
-        all_cands: dict[str, list[Candidate]] = {}
-        for entity in entities:
-            cands = page_candidates(page, mentions, entity, self.priors, group_id)
-            all_cands[entity] = cands
-            if cands:
-                scores = self.scorer.score(entity, cands)
-                best = max(range(len(cands)), key=scores.__getitem__)
-                win = cands[best]
-                preds[entity] = Prediction(
-                    entity,
-                    win.quantity.value,
-                    win.quantity.unit,
-                    confidence=self.scorer.confidence(scores, best),
-                    source=self.scorer.name,
-                    evidence=win,
-                )
-            else:
-                preds[entity] = self.blind_guess(entity, group_id)
-        missing = [e for e in entities if not all_cands[e]]
-        if missing and retry is not None:
-            finer = retry()
-            if finer is not None:
-                more, more_cands = self.read_page(finer, missing, group_id)
-                for e in missing:
-                    if more_cands[e]:
-                        preds[e], all_cands[e] = more[e], more_cands[e]
-        return preds, all_cands
+    ) -> ReadResult:
+        """Choose one prediction per entity from an OCR page (see :meth:`Selector.select`)."""
+        return self.selector.select(page, entities, group_id, retry)
 
     def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
-        """The prior's answer when the image gives none (or an empty prediction if disabled)."""
-        guess = self.priors.fallback(entity, group_id) if self.use_priors_fallback else None
-        if guess is None:
-            return Prediction(entity)
-        return Prediction(entity, guess[0], guess[1], confidence=0.05, source="prior")
+        """The fallback answer when the image gives none: the prior's guess, or empty if disabled."""
+        return self.selector.blind_guess(entity, group_id)
 
-    def read(
-        self, image: str | Path | bytes | np.ndarray, entities: Sequence[str], group_id: str | None = None
-    ) -> ReadResult:
+    def read(self, image: ImageInput, entities: Sequence[str], group_id: str | None = None) -> ReadResult:
         """OCR one image and predict every requested entity (entity names are checked first)."""
         registry = get_registry()
         for e in entities:
             registry.entity(e)  # an unknown entity fails before any OCR is spent
         page = self.ocr(image)
         retry = self.retry
-        preds, cands = self.read_page(page, entities, group_id, (lambda: retry(image)) if retry else None)
-        return ReadResult(page, preds, cands)
+        return self.read_page(page, entities, group_id, (lambda: retry(image)) if retry else None)
+
+    def read_many(self, items: Sequence[tuple[ImageInput, Sequence[str], str | None]]) -> list[ReadResult]:
+        """:meth:`read` for each ``(image, entities, group_id)``, in order."""
+        return [self.read(image, entities, group_id) for image, entities, group_id in items]
 
 
 def _rules_scorer() -> Scorer:
@@ -248,26 +152,20 @@ def _ranker_scorer() -> Scorer:
     return load_default_ranker()
 
 
-SCORERS = {"rules": _rules_scorer, "ranker": _ranker_scorer}
+SCORERS: dict[str, Callable[[], Scorer]] = {"rules": _rules_scorer, "ranker": _ranker_scorer}
 
 
-def build_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = None) -> SpecReader:
-    """Build a :class:`SpecReader` from plain config.
+def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = None) -> SpecReader:
+    """Build a :class:`SpecReader` from plain config (``engine`` replaces the configured one, for tests).
 
     Raises:
         ValueError: unknown scorer or engine name (the message lists valid ones).
     """
     config = config or ReaderConfig()
-    if config.reader not in READERS:
-        raise ValueError(f"unknown reader {config.reader!r}; choose one of: {', '.join(READERS)}")
-    if config.reader != "ocr":
-        from specread.vlm.reader import build_vlm_reader
-
-        return build_vlm_reader(config)  # type: ignore[return-value]
     if config.scorer not in SCORERS:
         raise ValueError(f"unknown scorer {config.scorer!r}; choose one of: {', '.join(sorted(SCORERS))}")
     if engine is None:
-        engine = build_engine(config.engine, **config.engine_options)
+        engine = build_engine(config.ocr.engine, **config.ocr.engine_options())
     root = None
     if config.cache_dir is not None:
         root = default_cache_dir() if config.cache_dir == "default" else Path(config.cache_dir)
@@ -275,7 +173,7 @@ def build_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = 
     if config.retry_side:
         at_side = getattr(engine, "at_det_side", None)
         if at_side is None:
-            raise ValueError(f"OCR engine {config.engine!r} cannot run a second pass at another detector side")
+            raise ValueError(f"OCR engine {config.ocr.engine!r} cannot run a second pass at another detector side")
         finer = at_side(config.retry_side)
         retry = PageSource(finer, OcrCache(root, finer.fingerprint()) if root else None)
     return SpecReader(

@@ -13,12 +13,20 @@ become relative coordinates in :mod:`specread.ocr` and nowhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Box", "Candidate", "OcrPage", "OcrToken", "Prediction", "Quad", "Quantity"]
+import numpy as np
+
+from specread.answer import Answer
+
+__all__ = ["Box", "Candidate", "ImageInput", "OcrPage", "OcrToken", "Prediction", "Quad", "Quantity", "ReadResult"]
 
 Box = tuple[float, float, float, float]
 """Axis-aligned box ``(x0, y0, x1, y1)`` relative to the image size (0..1)."""
+
+ImageInput = str | Path | bytes | np.ndarray
+"""What a reader reads: a file path, encoded image bytes, or an RGB ``uint8`` array (H, W, 3)."""
 
 Quad = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]]
 """Four corner points (clockwise from top-left), relative to the image size."""
@@ -143,12 +151,10 @@ class Prediction:
 
     @property
     def text(self) -> str:
-        """The challenge format, ``"<number> <unit>"`` or ``""``."""
-        from specread.units.format import format_prediction
-
+        """The challenge format, ``"<number> <unit>"`` or ``""`` (see :class:`specread.answer.Answer`)."""
         if self.value is None or not self.unit:
             return ""
-        return format_prediction(self.value, self.unit)
+        return Answer(self.value, self.unit).text
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -164,3 +170,27 @@ class Prediction:
             ev = self.evidence
             out["evidence"] = {"text": ev.text, "box": list(ev.box), "score": ev.score, "raw": ev.quantity.raw}
         return out
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a reader answers for one image: one prediction per asked entity, and the page they came from.
+
+    Attributes:
+        page: the OCR page (empty for a VLM-only reader).
+        predictions: entity -> prediction, one per asked entity.
+        candidates: entity -> every candidate that was weighed (empty for a VLM-only reader).
+    """
+
+    page: OcrPage
+    predictions: dict[str, Prediction]
+    candidates: dict[str, list[Candidate]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``specread read --json`` and the service's ``POST /v1/read``."""
+        return {
+            "width": self.page.width,
+            "height": self.page.height,
+            "tokens": [t.to_dict() | {"box": list(t.box)} for t in self.page.tokens],
+            "predictions": {e: p.to_dict() for e, p in self.predictions.items()},
+        }

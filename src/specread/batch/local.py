@@ -31,7 +31,8 @@ from specread.io.dataset import (
     read_rows,
     rows_digest,
 )
-from specread.pipeline import ReaderConfig, SpecReader, build_reader
+from specread.readers import Reader, build_reader
+from specread.settings import ReaderConfig
 
 __all__ = [
     "RunStats",
@@ -71,7 +72,7 @@ class RunStats:
         self.failures_by_kind[failure.kind] = self.failures_by_kind.get(failure.kind, 0) + 1
 
 
-_READER: SpecReader | None = None
+_READER: Reader | None = None
 
 
 def _init_worker(config: ReaderConfig) -> None:
@@ -81,20 +82,21 @@ def _init_worker(config: ReaderConfig) -> None:
     _READER = build_reader(config)
 
 
-def _fallback(reader: object, rows: Sequence[Row]) -> list[RowResult]:
+def _fallback(reader: Reader | None, rows: Sequence[Row]) -> list[RowResult]:
     """The answer for rows whose image could not be read: the reader's blind guess (priors), else empty."""
-    guess = getattr(reader, "blind_guess", None)
     out: list[RowResult] = []
     for r in rows:
         try:
-            pred = guess(r.entity_name, r.group_id or None) if guess else None
+            pred = reader.blind_guess(r.entity_name, r.group_id or None) if reader is not None else None
         except Exception:  # the fallback itself must never fail a row
             pred = None
         out.append((r.index, pred.text, pred.confidence) if pred is not None else (r.index, "", 0.0))
     return out
 
 
-def _failed(reader: object, rows: Sequence[Row], exc: BaseException | None = None, kind: str = "") -> ImageResult:
+def _failed(
+    reader: Reader | None, rows: Sequence[Row], exc: BaseException | None = None, kind: str = ""
+) -> ImageResult:
     """The fallback rows and the :class:`Failure` for an image that raised ``exc`` (or failed for ``kind``)."""
     link = rows[0].image_link if rows else ""
     indices = tuple(r.index for r in rows)
@@ -105,7 +107,7 @@ def _failed(reader: object, rows: Sequence[Row], exc: BaseException | None = Non
     return _fallback(reader, rows), failure
 
 
-def read_image_rows(reader: SpecReader, path: Path | None, rows: Sequence[Row]) -> ImageResult:
+def read_image_rows(reader: Reader, path: Path | None, rows: Sequence[Row]) -> ImageResult:
     """Predict every row of one image; whatever fails gives the fallback answer and a :class:`Failure`.
 
     Rows are grouped by ``group_id`` (priors depend on it); the OCR page is
@@ -128,8 +130,8 @@ def read_image_rows(reader: SpecReader, path: Path | None, rows: Sequence[Row]) 
     return out, None
 
 
-def read_images_batch(reader: object, jobs: Sequence[tuple[Path | None, Sequence[Row]]]) -> list[ImageResult]:
-    """Batched variant for readers with ``read_many`` (VLM, hybrid): one generation batch spans images.
+def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence[Row]]]) -> list[ImageResult]:
+    """Batched variant for readers that gain from it (VLM, hybrid): one ``read_many`` call spans images.
 
     If anything fails for the batch, it falls back to one image at a time, so a bad
     file still costs only its own rows (fallback answer, with a :class:`Failure`).
@@ -148,9 +150,9 @@ def read_images_batch(reader: object, jobs: Sequence[tuple[Path | None, Sequence
             items.append((path, sorted({r.entity_name for r in group_rows}), group or None))
             owners.append((j, group_rows))
     try:
-        results = reader.read_many(items)  # type: ignore[attr-defined]
+        results = reader.read_many(items)
     except Exception:  # find the image at fault by reading them one at a time
-        return [read_image_rows(reader, path, rows) for path, rows in jobs]  # type: ignore[arg-type]
+        return [read_image_rows(reader, path, rows) for path, rows in jobs]
     for (j, group_rows), result in zip(owners, results, strict=True):
         preds = result.predictions
         out[j][0].extend((r.index, preds[r.entity_name].text, preds[r.entity_name].confidence) for r in group_rows)
@@ -219,7 +221,7 @@ def predict_csv(
     workers: int = 1,
     with_confidence: bool = False,
     progress: Callable[[int, int], None] | None = None,
-    reader: SpecReader | None = None,
+    reader: Reader | None = None,
     *,
     overwrite: bool = False,
     allow_missing: bool = False,
@@ -275,8 +277,8 @@ def predict_csv(
         done = 0
         if workers <= 1:
             local = reader or build_reader(config)
-            if hasattr(local, "read_many"):
-                size = int(config.vlm_options.get("batch_images", 8))
+            size = local.batch_images
+            if size > 1:
                 for start in range(0, total, size):
                     chunk = [(_resolve(images, link), rs) for link, rs in groups[start : start + size]]
                     for result in read_images_batch(local, chunk):

@@ -9,7 +9,7 @@ so a run killed at any point resumes with the indices it already has, and
 :func:`specread.io.dataset.finalize_output` leaves exactly one row per input
 index in input order. Predictions equal the local runner's: both call
 :func:`specread.batch.local.read_image_rows` on a reader built from the same
-:class:`specread.pipeline.ReaderConfig`.
+:class:`specread.settings.ReaderConfig`.
 
 Images are read by path on the actors, so on a multi-node cluster the images
 folder must be on storage every node mounts at the same path.
@@ -32,7 +32,7 @@ from typing import Any
 from specread.batch.failures import Failure, FailureLog
 from specread.batch.local import RunStats, check_images_present, job_record, plan_run, read_image_rows
 from specread.io.dataset import OutputWriter, Row, failures_path, finalize_output, image_name, read_rows
-from specread.pipeline import ReaderConfig
+from specread.settings import ReaderConfig
 
 __all__ = ["ImageBatchReader", "predict_csv_ray"]
 
@@ -48,7 +48,7 @@ class ImageBatchReader:
 
     def __init__(self, config: ReaderConfig) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        from specread.pipeline import build_reader
+        from specread.readers import build_reader
 
         self.reader = build_reader(config)
 

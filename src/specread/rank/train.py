@@ -10,25 +10,21 @@ goes to one fold.
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from specread.answer import Answer
 from specread.extract.candidates import find_mentions
 from specread.extract.features import page_candidates, to_matrix
 from specread.metrics import normalize_answer
 from specread.rank.priors import Priors
 from specread.rank.ranker import CandidateRanker
+from specread.rank.select import Scorer, Selector
 from specread.types import OcrPage
-
-if TYPE_CHECKING:
-    from specread.pipeline import Scorer
-from specread.units.format import format_prediction
 
 __all__ = ["LabelledRow", "build_examples", "fit_ranker", "grouped_folds", "load_labelled_rows"]
 
@@ -53,27 +49,29 @@ def load_labelled_rows(
     """Read a labels CSV (``image_link,group_id,entity_name,entity_value[,image_file]``) and OCR its images.
 
     ``ocr`` returns None for an unreadable image; such rows are skipped.
-    """
-    from specread.io.dataset import image_name
 
-    with open(labels_csv, newline="", encoding="utf-8") as fh:
-        records = list(csv.DictReader(fh))
+    Raises:
+        InputFormatError: missing columns, or a file that is not a UTF-8 CSV.
+    """
+    from specread.io.dataset import read_labels
+
+    labels = read_labels(labels_csv)
     pages: dict[str, OcrPage | None] = {}
     out: list[LabelledRow] = []
-    for n, r in enumerate(records):
-        name = image_name(r.get("image_file") or r["image_link"])
+    for n, label in enumerate(labels):
+        name = label.image
         if name not in pages:
             pages[name] = ocr(Path(images_dir) / name)
         page = pages[name]
         if page is not None:
-            out.append(LabelledRow(name, page, r["entity_name"], r.get("group_id", ""), r["entity_value"]))
+            out.append(LabelledRow(name, page, label.entity_name, label.group_id, label.entity_value))
         if progress:
-            progress(n + 1, len(records))
+            progress(n + 1, len(labels))
     return out
 
 
 def _matches(value: float, unit: str, gold: str) -> bool:
-    return normalize_answer(format_prediction(value, unit)) == normalize_answer(gold)
+    return normalize_answer(Answer(value, unit).text) == normalize_answer(gold)
 
 
 def build_examples(rows: Sequence[LabelledRow], priors: Priors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,25 +144,23 @@ def cross_validate(
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Out-of-fold predictions for every row: ``make_scorer`` is fitted on the other folds.
 
-    ``retry`` gives a row's finer second OCR page, read as :meth:`SpecReader.read_page` does
+    ``retry`` gives a row's finer second OCR page, read as :meth:`Selector.select` does
     when the first page has no candidate for the row's entity.
 
     Returns:
         ``(index -> prediction text, index -> confidence)`` keyed by row position.
     """
-    from specread.pipeline import SpecReader
-
     folds = grouped_folds(rows, k, seed)
     preds: dict[str, str] = {}
     confs: dict[str, float] = {}
     for f in range(k):
         scorer = make_scorer([r for r, g in zip(rows, folds, strict=True) if g != f])
-        reader = SpecReader(None, scorer, priors)
+        selector = Selector(scorer, priors)
         for i, (row, g) in enumerate(zip(rows, folds, strict=True)):
             if g != f:
                 continue
             again = (lambda row=row: retry(row)) if retry else None
-            pred = reader.read_page(row.page, [row.entity], row.group_id or None, again)[0][row.entity]
+            pred = selector.select(row.page, [row.entity], row.group_id or None, again).predictions[row.entity]
             preds[str(i)] = pred.text
             confs[str(i)] = pred.confidence
     return preds, confs

@@ -1,12 +1,12 @@
 """The HTTP service: ``POST /v1/read``, ``GET /healthz``, OpenAPI docs and a web page at ``/``.
 
 Thin on purpose: it checks input, hands the image to the OCR pool and returns
-:meth:`specread.pipeline.ReadResult.to_dict`. What it adds is what a public
+:meth:`specread.types.ReadResult.to_dict`. What it adds is what a public
 endpoint needs and a CLI does not:
 
 * **OCR off the event loop.** Reading an image is CPU-bound, so it runs in a
   pool (processes by default, ``--workers`` of them, each holding one reader
-  built by :func:`specread.pipeline.build_reader`); the event loop only
+  built by :func:`specread.readers.build_reader`); the event loop only
   parses requests, so ``/healthz`` answers at once under load. A full pool
   queues requests up to ``max_pending`` (and ``max_queued_bytes`` of image
   data, which bounds the memory a burst of large uploads can pin), then
@@ -20,6 +20,14 @@ endpoint needs and a CLI does not:
   run external programs), and the pixel count is checked against Pillow's
   ``MAX_IMAGE_PIXELS`` (the decompression-bomb limit) from the header,
   before anything is decoded. URLs go through :mod:`specread.service.fetch`.
+* **Slow and hostile clients.** A request body must arrive within
+  ``body_timeout`` seconds in all, with no pause longer than
+  ``min(body_timeout, 15)`` seconds (408, and the half-sent upload is
+  dropped). HEAD is answered wherever GET is. Redirects carry a path, never
+  a URL built from the client's ``Host`` header. Under uvicorn
+  (:func:`serve`), :mod:`specread.service.protocol` adds a request-header
+  timeout, a bound on open connections and JSON answers to protocol faults;
+  ``X-Forwarded-*`` headers are trusted only from ``forwarded_allow_ips``.
 * **Errors are JSON.** Every error, including an unexpected one, answers
   ``{"error": {"code", "message", "details"?}}``; tracebacks go to the log,
   never to the client.
@@ -33,7 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
 import logging
+import math
 import multiprocessing
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -44,7 +54,9 @@ from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -56,7 +68,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from specread.errors import ImageLoadError, UnknownEntityError
-from specread.pipeline import ReaderConfig
+from specread.io.images import IMAGE_FORMATS
 from specread.service import worker
 from specread.service.fetch import FetchError, FetchPolicy, Resolver, fetch_image
 from specread.service.models import (
@@ -67,15 +79,16 @@ from specread.service.models import (
     HealthResponse,
     ReadResponse,
 )
+from specread.settings import ReaderConfig
 from specread.units.registry import get_registry
 
-__all__ = ["IMAGE_FORMATS", "ApiError", "OcrPool", "ServiceSettings", "check_image", "create_app", "serve"]
+__all__ = ["ApiError", "OcrPool", "ServiceSettings", "check_image", "create_app", "serve", "uvicorn_options"]
 
 log = logging.getLogger("specread.service")
 
 MiB = 1024 * 1024
-IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
-"""Pillow formats the service opens; others (EPS runs Ghostscript, for one) are refused with 415."""
+BODY_IDLE_TIMEOUT = 15.0
+"""Longest wait for the next piece of a request body (or ``body_timeout``, if shorter)."""
 
 _FORM_SLACK = 256 * 1024  # multipart boundaries and the small text fields around the file
 _STATIC = Path(str(files("specread.service") / "static"))
@@ -91,7 +104,9 @@ class ServiceSettings:
 
     Attributes:
         reader: how each worker builds its reader (scorer, engine, OCR cache).
-            The default, ``ReaderConfig()``, shares the OCR cache with the CLI.
+            The default is ``ReaderConfig(cache_dir=None)``: no OCR cache, which
+            would grow without bound and tell a client, by timing, whether an
+            image was read before; give a ``cache_dir`` only where clients are trusted.
         workers: OCR pool size (processes or threads).
         executor: ``"process"`` (one process per worker: true parallelism) or
             ``"thread"`` (one process; for tests and tiny deployments).
@@ -102,9 +117,18 @@ class ServiceSettings:
             ``max_upload_bytes``.
         warmup: load the OCR models in every worker before accepting requests.
         resolver: host-name resolver for URL fetches (the system one if None).
+        header_timeout: seconds a client has to send a request's headers (from
+            connecting, or from the end of the previous response); under
+            :func:`serve` only.
+        body_timeout: seconds a request body may take in all; no single wait for
+            the next piece may exceed ``min(body_timeout, 15)`` seconds.
+        max_connections: open connections served at once; a request on one over
+            it gets 503 (under :func:`serve`: uvicorn's ``limit_concurrency``).
+        forwarded_allow_ips: proxy addresses or networks (or ``"*"``) whose
+            ``X-Forwarded-For``/``-Proto`` headers are trusted; empty: none.
     """
 
-    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    reader: ReaderConfig = field(default_factory=lambda: ReaderConfig(cache_dir=None))
     workers: int = 1
     executor: Literal["process", "thread"] = "process"
     max_upload_bytes: int = 20 * MiB
@@ -113,12 +137,36 @@ class ServiceSettings:
     fetch: FetchPolicy | None = None
     warmup: bool = True
     resolver: Resolver | None = None
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 100
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if min(self.workers, self.max_pending, self.max_upload_bytes, self.max_queued_bytes) < 1:
-            raise ValueError("workers, max_pending, max_upload_bytes and max_queued_bytes must be at least 1")
+        counts = (self.workers, self.max_pending, self.max_upload_bytes, self.max_queued_bytes, self.max_connections)
+        if min(counts) < 1:
+            raise ValueError(
+                "workers, max_pending, max_upload_bytes, max_queued_bytes and max_connections must be at least 1"
+            )
         if self.executor not in ("process", "thread"):
             raise ValueError(f"unknown executor {self.executor!r}; choose one of: process, thread")
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
+        if isinstance(self.forwarded_allow_ips, str):
+            raise ValueError("forwarded_allow_ips must be a tuple of addresses, not one string")
+        for ip in self.forwarded_allow_ips:
+            try:
+                if ip != "*":
+                    ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                raise ValueError(f"forwarded_allow_ips: {ip!r} is not an IP address, a network or '*'") from None
+
+    @property
+    def body_idle_timeout(self) -> float:
+        """Longest wait for the next piece of a request body."""
+        return min(self.body_timeout, BODY_IDLE_TIMEOUT)
 
     @property
     def fetch_policy(self) -> FetchPolicy:
@@ -234,21 +282,21 @@ def check_image(data: bytes) -> tuple[str, int, int]:
         ``(format, width, height)``.
 
     Raises:
-        ApiError: 415 not an image of :data:`IMAGE_FORMATS`; 422 empty, corrupt
-            header, or more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``.
+        ApiError: 415 not an image of :data:`specread.io.images.IMAGE_FORMATS` (the
+            formats the decoder reads); 422 empty, corrupt header, or more pixels
+            than ``PIL.Image.MAX_IMAGE_PIXELS``.
     """
     if not data:
         raise ApiError(422, "bad_image", "the image is empty")
-    Image.init()
-    formats = [f for f in IMAGE_FORMATS if f in Image.OPEN]
     limit = Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(io.BytesIO(data), formats=formats) as img:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
             fmt, (width, height) = str(img.format), img.size
     except Image.DecompressionBombError as exc:
         raise ApiError(422, "image_too_large", f"the image has too many pixels ({exc})") from None
     except UnidentifiedImageError:
-        raise ApiError(415, "not_an_image", f"not an image in a supported format ({', '.join(formats)})") from None
+        formats = ", ".join(IMAGE_FORMATS)
+        raise ApiError(415, "not_an_image", f"not an image in a supported format ({formats})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ApiError(422, "bad_image", f"the image header is corrupt ({exc})") from None
     if limit and width * height > limit:
@@ -271,65 +319,130 @@ async def _read_upload(upload: UploadFile, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-class _BodyTooLarge(StarletteHTTPException):
-    """Raised from ``receive`` past the limit; an HTTPException so FastAPI's body parser passes it through."""
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "body_timeout",
+    413: "upload_too_large",
+}
 
+
+class _BodyError(StarletteHTTPException):
+    """Raised from ``receive``; an HTTPException so FastAPI's body parser passes it through to the handlers."""
+
+
+class _BodyTooLarge(_BodyError):
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the upload is larger than the limit of {limit} bytes")
 
 
-class _GuardMiddleware:
-    """Counts request-body bytes as they arrive (413 past ``max_body``) and adds security headers."""
+class _BodyTimeout(_BodyError):
+    def __init__(self, message: str) -> None:
+        super().__init__(408, message, headers={"Connection": "close"})
 
-    def __init__(self, app: ASGIApp, max_body: int, max_upload: int) -> None:
+
+def _path_only(location: bytes) -> bytes:
+    """A redirect target reduced to its path and query: never a host from the client's ``Host`` header, nor ``//x``."""
+    parts = urlsplit(location.decode("latin-1"))
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment)).encode("latin-1")
+
+
+class _GuardMiddleware:
+    """Guards every HTTP request, whatever the ASGI server.
+
+    * counts request-body bytes as they arrive (413 past ``max_body``);
+    * times the body: all of it within ``body_timeout`` seconds, no wait for the
+      next piece over ``body_idle_timeout`` (408 and ``Connection: close``);
+    * runs HEAD as GET and drops the body, so HEAD works wherever GET does;
+    * makes redirect ``Location`` headers relative (no ``Host`` reflection);
+    * adds security headers (and a CSP on the web page).
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body: int, max_upload: int, body_timeout: float = 60.0, body_idle_timeout: float = 15.0
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_upload = max_upload
+        self.body_timeout = body_timeout
+        self.body_idle_timeout = min(body_idle_timeout, body_timeout)
+
+    def _timeout(self, deadline: float) -> _BodyTimeout:
+        if anyio.current_time() >= deadline:
+            return _BodyTimeout(f"the request body did not arrive within {self.body_timeout:g} s")
+        return _BodyTimeout(f"the request body stalled: nothing arrived for {self.body_idle_timeout:g} s")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = _error(413, "upload_too_large", f"the upload is larger than the limit of {self.max_upload} bytes")
         received = 0
+        body_done = False
         started = False
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
         page = scope["path"] == "/" or scope["path"].startswith("/static/")
+        deadline = anyio.current_time() + self.body_timeout
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body only a disconnect can come: no deadline
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, min(self.body_idle_timeout, deadline - anyio.current_time()))):
+                    message = await receive()
+            except TimeoutError:
+                raise self._timeout(deadline) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     raise _BodyTooLarge(self.max_upload)
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = list(message.get("headers", []))
+                redirect = 300 <= message["status"] < 400
+                headers = [
+                    (k, _path_only(v) if redirect and k.lower() == b"location" else v)
+                    for k, v in message.get("headers", [])
+                ]
                 headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
                 if page:
                     headers.append((b"content-security-policy", _PAGE_CSP.encode()))
                 message = {**message, "headers": headers}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > self.max_body:  # refuse before reading a byte
-            await too_large(scope, receive, guarded_send)
+            await _http_error_response(_BodyTooLarge(self.max_upload))(scope, receive, guarded_send)
             return
         try:
             await self.app(scope, limited_receive, guarded_send)
-        except _BodyTooLarge:  # read outside a route (a route's own read is answered by the handlers)
+        except _BodyError as exc:  # raised outside a route (a route's own read is answered by the handlers)
             if started:
                 raise
-            await too_large(scope, receive, guarded_send)
+            await _http_error_response(exc)(scope, receive, guarded_send)
+
+
+def _http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
 # -- the app -------------------------------------------------------------------------------------------------------
 _ERRORS = {
     400: ("Malformed request body.", ErrorBody),
+    408: ("The request body did not arrive in time.", ErrorBody),
     403: ("The image URL points to an address the service may not fetch.", ErrorBody),
     413: ("The upload (or the fetched image) is larger than the limit.", ErrorBody),
     415: ("The data is not an image in a supported format.", ErrorBody),
@@ -383,7 +496,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.pool = pool
     app.add_middleware(
-        _GuardMiddleware, max_body=settings.max_upload_bytes + _FORM_SLACK, max_upload=settings.max_upload_bytes
+        _GuardMiddleware,
+        max_body=settings.max_upload_bytes + _FORM_SLACK,
+        max_upload=settings.max_upload_bytes,
+        body_timeout=settings.body_timeout,
+        body_idle_timeout=settings.body_idle_timeout,
     )
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
@@ -418,8 +535,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "upload_too_large"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=exc.headers)
+        return _http_error_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -482,15 +598,28 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return app
 
 
+def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The uvicorn options that put ``settings`` in force (header timeout, connection limit, proxy trust).
+
+    For ``uvicorn.run(app, host=..., port=..., **uvicorn_options(settings))`` or ``uvicorn.Config``.
+    """
+    from specread.service.protocol import guarded_protocol
+
+    trusted = list(settings.forwarded_allow_ips)
+    return {
+        "http": guarded_protocol(settings.header_timeout),
+        "ws": "none",
+        "limit_concurrency": settings.max_connections,
+        # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default (and $FORWARDED_ALLOW_IPS): only when asked here
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
+        "server_header": False,
+        "timeout_graceful_shutdown": 15,
+    }
+
+
 def serve(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Run the service with uvicorn until interrupted (what ``specread serve`` calls)."""
     import uvicorn
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level,
-        server_header=False,
-        timeout_graceful_shutdown=15,
-    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **uvicorn_options(settings))

@@ -7,7 +7,9 @@ host on the private LAN (server-side request forgery). So every fetch here:
 * accepts only ``http`` and ``https`` URLs;
 * resolves the host name itself and refuses the request if *any* resolved
   address is private, loopback, link-local, multicast, reserved or otherwise
-  not globally routable (unless the operator allows private addresses), then
+  not globally routable (unless the operator allows private addresses); IPv6
+  forms that reach an IPv4 address (IPv4-mapped and -compatible, NAT64, 6to4)
+  are judged by that address, and site-local and Teredo ones are refused; then
   connects to one of the addresses it checked, so a DNS answer that changes
   between the check and the connection (DNS rebinding) cannot slip through;
 * follows redirects itself, a few at most, and every hop goes through the same
@@ -49,6 +51,7 @@ __all__ = [
     "Resolver",
     "UrlNotAllowedError",
     "fetch_image",
+    "is_public_address",
     "system_resolver",
 ]
 
@@ -88,15 +91,61 @@ class FetchPolicy:
             ipaddress.ip_network(net, strict=False)  # fail at start-up, not mid-request
 
     def address_allowed(self, address: str) -> bool:
-        """True when connecting to ``address`` (an IP literal) is within this policy."""
+        """True when connecting to ``address`` (an IP literal) is within this policy.
+
+        An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible,
+        NAT64, 6to4) is judged by the IPv4 address, so ``64:ff9b::7f00:1`` is
+        loopback; ``allowed_networks`` may match either.
+        """
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-        if any(ip in ipaddress.ip_network(net, strict=False) for net in self.allowed_networks):
+        embedded = _embedded_ipv4(ip)
+        forms = (ip,) if embedded is None else (ip, embedded)
+        networks = [ipaddress.ip_network(net, strict=False) for net in self.allowed_networks]
+        if any(form in net for form in forms for net in networks):
             return True
-        if self.allow_private:
-            return True
-        return ip.is_global and not ip.is_multicast
+        return self.allow_private or is_public_address(ip)
+
+
+_NON_PUBLIC_V6 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "fec0::/10",  # site-local (deprecated, still routed on some networks)
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "ff00::/8",  # multicast
+        "2001::/32",  # Teredo: tunnels to an IPv4 host we cannot check
+        "64:ff9b:1::/48",  # NAT64 for local use
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "100::/64",  # discard-only
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to (mapped, compatible, NAT64 /96, 6to4), or None."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64 or ip in _V4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for a globally routable unicast address; IPv6 forms that carry an IPv4 address are judged by it."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _NON_PUBLIC_V6):
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_public_address(embedded)
+    return ip.is_global and not ip.is_multicast
 
 
 class FetchError(SpecreadError):

@@ -1,6 +1,6 @@
 """HTTP shapes of the service (pydantic lives here and nowhere else in specread).
 
-The read response mirrors :meth:`specread.pipeline.ReadResult.to_dict`, so
+The read response mirrors :meth:`specread.types.ReadResult.to_dict`, so
 the CLI (``specread read --json``) and HTTP return the same document; these
 models only describe and check it for the OpenAPI schema.
 """

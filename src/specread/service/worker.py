@@ -2,8 +2,8 @@
 
 OCR is CPU-bound and takes a fraction of a second per image, so the web
 server never runs it on its event loop: requests are handed to a pool of
-worker processes (or threads), each holding one :class:`SpecReader` built by
-:func:`specread.pipeline.build_reader`. This module is imported by those
+worker processes (or threads), each holding one reader built by
+:func:`specread.readers.build_reader`. This module is imported by those
 workers, so it stays free of web-framework imports.
 
 The readers are kept per thread and keyed by their config, so a thread pool
@@ -20,7 +20,8 @@ import threading
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from specread.pipeline import ReaderConfig, SpecReader, build_reader
+from specread.readers import Reader, build_reader
+from specread.settings import ReaderConfig
 
 __all__ = ["init_worker", "pid", "read_image", "warm"]
 
@@ -41,8 +42,8 @@ def init_worker(warm_config: ReaderConfig | None, ignore_sigint: bool) -> None:
         warm(warm_config)
 
 
-def _reader(config: ReaderConfig) -> SpecReader:
-    readers: dict[str, SpecReader] = getattr(_local, "readers", None) or {}
+def _reader(config: ReaderConfig) -> Reader:
+    readers: dict[str, Reader] = getattr(_local, "readers", None) or {}
     _local.readers = readers
     key = repr(config)
     if key not in readers:
@@ -56,11 +57,11 @@ def warm(config: ReaderConfig) -> int:
     Returns:
         The worker's process id (lets the caller count distinct warmed processes).
     """
-    reader = _reader(config)
-    if reader.engine is not None:  # a line of text, so both the detector and the recogniser run once
+    engine = getattr(_reader(config), "engine", None)
+    if engine is not None:  # a line of text, so both the detector and the recogniser run once
         canvas = Image.new("RGB", (160, 48), "white")
         ImageDraw.Draw(canvas).text((8, 8), "warm 12 V", fill="black", font=ImageFont.load_default(size=24))
-        reader.engine(np.asarray(canvas))
+        engine(np.asarray(canvas))
     return os.getpid()
 
 

@@ -9,15 +9,12 @@ group_id=None) -> ReadResult``, so :func:`specread.batch.local.predict_csv`,
   specread's unit parser into a valid ``Prediction`` or an empty one;
 * ``reader="hybrid"``: the OCR reader answers first; entities whose OCR
   confidence is under ``vlm_options["threshold"]`` are asked to the VLM, with
-  the best OCR candidates as hints in the prompt (``vlm_options["hints"]``).
+  the best OCR candidates as hints in the prompt (``VlmSettings.hints``).
   A VLM value replaces the OCR one; a VLM "blank" keeps the OCR answer.
 
-``vlm_options`` keys: ``model`` (folder or id, required), ``threshold`` (0.5),
-``batch_size`` (8 prompts per generate call), ``max_new_tokens`` (24),
-``prompt_template`` (a template file; default: the model folder's
-``specread_vlm.json`` when fine-tuned by specread, else the reference prompt),
-``hints`` (True), ``max_hints`` (3), ``device``, ``dtype``,
-``trust_remote_code``, ``revision``.
+Both are configured by :class:`specread.settings.VlmSettings` (``ReaderConfig.vlm``)
+and registered as readers ``"vlm"`` and ``"hybrid"`` through the
+``specread.readers`` entry points (see :mod:`specread.readers`).
 """
 
 from __future__ import annotations
@@ -34,9 +31,11 @@ from PIL import Image
 
 from specread.errors import ImageLoadError
 from specread.io.images import decode_image, load_image
-from specread.pipeline import ReaderConfig, ReadResult, SpecReader
-from specread.types import Candidate, OcrPage, Prediction
-from specread.units.format import format_prediction
+from specread.pipeline import SpecReader
+from specread.readers import build_reader
+from specread.settings import ReaderConfig, VlmSettings
+from specread.types import Candidate, OcrPage, Prediction, ReadResult
+from specread.answer import format_prediction
 from specread.units.registry import get_registry
 from specread.vlm.prompt import PromptTemplate, load_template, parse_answer
 
@@ -68,17 +67,28 @@ class VlmReader:
         template: the prompt template.
         batch_size: prompts per ``generate`` call.
         max_new_tokens: answer length cap.
+        batch_images: images the batch runner hands to one :meth:`read_many` call.
     """
 
     def __init__(
-        self, backend: Any, template: PromptTemplate | None = None, batch_size: int = 8, max_new_tokens: int = 24
+        self,
+        backend: Any,
+        template: PromptTemplate | None = None,
+        batch_size: int = VlmSettings.batch_size,
+        max_new_tokens: int = VlmSettings.max_new_tokens,
+        batch_images: int = VlmSettings.batch_images,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if batch_size < 1 or batch_images < 1:
+            raise ValueError("batch_size and batch_images must be at least 1")
         self.backend = backend
         self.template = template or PromptTemplate()
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        self.batch_images = batch_images
+
+    def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
+        """No answer: a VLM-only reader has no priors to guess from."""
+        return Prediction(entity)
 
     def read(self, image: ImageInput, entities: Sequence[str], group_id: str | None = None) -> ReadResult:
         """Predict every requested entity of one image (``group_id`` is accepted for interface parity)."""
@@ -140,13 +150,26 @@ class HybridReader:
     """
 
     def __init__(
-        self, ocr: SpecReader, vlm: VlmReader, threshold: float = 0.5, hints: bool = True, max_hints: int = 3
+        self,
+        ocr: SpecReader,
+        vlm: VlmReader,
+        threshold: float = VlmSettings.threshold,
+        hints: bool = VlmSettings.hints,
+        max_hints: int = VlmSettings.max_hints,
     ) -> None:
         self.ocr = ocr
         self.vlm = vlm
         self.threshold = threshold
         self.hints = hints
         self.max_hints = max_hints
+
+    @property
+    def batch_images(self) -> int:
+        return self.vlm.batch_images
+
+    def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
+        """The OCR reader's fallback (the priors' guess)."""
+        return self.ocr.blind_guess(entity, group_id)
 
     def candidate_hints(self, entity: str, cands: Sequence[Candidate]) -> list[str]:
         """Distinct candidate values, best OCR score first, in the challenge's format."""
@@ -207,10 +230,10 @@ def _readable(image: ImageInput) -> bytes | np.ndarray:
     return image
 
 
-def template_for(model: str | Path, options: dict[str, Any]) -> PromptTemplate:
-    """The prompt: ``options["prompt_template"]`` file, else the fine-tuned model's card, else the default."""
-    if options.get("prompt_template"):
-        return load_template(options["prompt_template"])
+def template_for(model: str | Path, settings: VlmSettings) -> PromptTemplate:
+    """The prompt: the ``prompt_template`` file, else the fine-tuned model's card, else the default."""
+    if settings.prompt_template:
+        return load_template(settings.prompt_template)
     card = Path(model) / "specread_vlm.json"
     if card.is_file():
         data = json.loads(card.read_text(encoding="utf-8"))
@@ -219,46 +242,41 @@ def template_for(model: str | Path, options: dict[str, Any]) -> PromptTemplate:
 
 
 def build_vlm_reader(config: ReaderConfig) -> VlmReader | HybridReader:
-    """Build the reader for ``config.reader`` ``"vlm"`` or ``"hybrid"`` from ``config.vlm_options``.
+    """Build the reader for ``config.reader`` ``"vlm"`` or ``"hybrid"`` from ``config.vlm``.
 
     Raises:
-        ValueError: no ``model`` option, or an unknown reader name.
+        ValueError: no model, or an unknown reader name.
 
     Example:
-        >>> from specread.pipeline import ReaderConfig, build_reader
-        >>> reader = build_reader(ReaderConfig(reader="vlm", vlm_options={"model": "models/vlm"}))  # doctest: +SKIP
+        >>> from specread.readers import build_reader
+        >>> from specread.settings import ReaderConfig, VlmSettings
+        >>> reader = build_reader(ReaderConfig(reader="vlm", vlm=VlmSettings(model="models/vlm")))  # doctest: +SKIP
         >>> reader.read("label.png", ["item_weight"]).predictions["item_weight"].text  # doctest: +SKIP
         '500.0 gram'
     """
-    from specread.pipeline import build_reader
     from specread.vlm.backends import load_backend
 
     if config.reader not in ("vlm", "hybrid"):
         raise ValueError(f"build_vlm_reader builds vlm or hybrid readers, not {config.reader!r}")
-    opts = dict(config.vlm_options)
-    model = opts.get("model")
-    if not model:
-        raise ValueError(f"reader {config.reader!r} needs vlm_options['model'] (a model folder or id)")
+    opts = config.vlm
+    if not opts.model:
+        raise ValueError(f"reader {config.reader!r} needs a model (VlmSettings.model, --model: a model folder or id)")
     backend = load_backend(
-        model,
-        device=opts.get("device"),
-        dtype=opts.get("dtype"),
-        trust_remote_code=bool(opts.get("trust_remote_code", False)),
-        revision=opts.get("revision"),
+        opts.model,
+        device=opts.device or None,
+        dtype=opts.dtype or None,
+        trust_remote_code=opts.trust_remote_code,
+        revision=opts.revision or None,
     )
     vlm = VlmReader(
         backend,
-        template_for(model, opts),
-        batch_size=int(opts.get("batch_size", 8)),
-        max_new_tokens=int(opts.get("max_new_tokens", 24)),
+        template_for(opts.model, opts),
+        batch_size=opts.batch_size,
+        max_new_tokens=opts.max_new_tokens,
+        batch_images=opts.batch_images,
     )
     if config.reader == "vlm":
         return vlm
     ocr = build_reader(dataclasses.replace(config, reader="ocr"))
-    return HybridReader(
-        ocr,
-        vlm,
-        threshold=float(opts.get("threshold", 0.5)),
-        hints=bool(opts.get("hints", True)),
-        max_hints=int(opts.get("max_hints", 3)),
-    )
+    assert isinstance(ocr, SpecReader)
+    return HybridReader(ocr, vlm, threshold=opts.threshold, hints=opts.hints, max_hints=opts.max_hints)
