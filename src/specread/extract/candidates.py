@@ -17,7 +17,23 @@ from specread.parse.quantities import parse_quantities, with_unit
 from specread.types import Box, Candidate, OcrPage, OcrToken, Quantity
 from specread.units.registry import get_registry
 
-__all__ = ["Mention", "candidates_for", "find_mentions", "neighbour_table", "neighbours"]
+__all__ = ["Mention", "candidates_for", "find_mentions", "neighbour_table", "neighbours", "quantity_key"]
+
+# How OCR boxes pair up (:func:`neighbours`); distances are in heights of the box being continued.
+SAME_ROW = 0.6
+"""Two boxes share a text row when their vertical centres are less than this many line heights apart."""
+OVERLAP = 0.3
+"""A neighbour may start this many line heights before the box ends: OCR boxes are loose and overlap a little."""
+MAX_GAP_RIGHT = 2.5
+"""Widest gap to a box on the right that still continues the phrase (``500`` | ``ml``); wider is another phrase."""
+MAX_GAP_BELOW = 1.2
+"""Widest gap to the line below that still continues the phrase: about one line of leading."""
+MIN_LINE_HEIGHT = 1e-6
+"""Stands in for the height of a flat (zero-height) box, so the distances above stay positive."""
+PAGES_CACHED = 16
+"""Pages whose :func:`neighbour_table` is kept: a page is asked about for each of its entities in a row."""
+VALUE_DECIMALS = 6
+"""Values equal to this many decimals are the same mention (float noise from unit conversion must not split them)."""
 
 
 class Mention:
@@ -42,7 +58,7 @@ def neighbours(tokens: Sequence[OcrToken], i: int) -> tuple[int | None, int | No
     """Index of the nearest token to the right on the same row, and of the one just below."""
     t = tokens[i]
     x0, y0, x1, y1 = t.box
-    h = max(y1 - y0, 1e-6)
+    h = max(y1 - y0, MIN_LINE_HEIGHT)
     cy = (y0 + y1) / 2
     right: tuple[float, int] | None = None
     below: tuple[float, int] | None = None
@@ -51,25 +67,26 @@ def neighbours(tokens: Sequence[OcrToken], i: int) -> tuple[int | None, int | No
             continue
         ux0, uy0, ux1, uy1 = u.box
         ucy = (uy0 + uy1) / 2
-        if abs(ucy - cy) < 0.6 * h and ux0 >= x1 - 0.3 * h:
+        if abs(ucy - cy) < SAME_ROW * h and ux0 >= x1 - OVERLAP * h:
             gap = ux0 - x1
-            if gap < 2.5 * h and (right is None or gap < right[0]):
+            if gap < MAX_GAP_RIGHT * h and (right is None or gap < right[0]):
                 right = (gap, j)
-        elif uy0 >= y1 - 0.3 * h and min(x1, ux1) - max(x0, ux0) > 0:
+        elif uy0 >= y1 - OVERLAP * h and min(x1, ux1) - max(x0, ux0) > 0:
             gap = uy0 - y1
-            if gap < 1.2 * h and (below is None or gap < below[0]):
+            if gap < MAX_GAP_BELOW * h and (below is None or gap < below[0]):
                 below = (gap, j)
     return (right[1] if right else None, below[1] if below else None)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=PAGES_CACHED)
 def neighbour_table(page: OcrPage) -> tuple[tuple[int | None, int | None], ...]:
     """:func:`neighbours` for every token of a page, computed once per page."""
     return tuple(neighbours(page.tokens, i) for i in range(len(page.tokens)))
 
 
-def _key(q: Quantity) -> tuple[float, str]:
-    return (round(q.value, 6), q.unit)
+def quantity_key(q: Quantity) -> tuple[float, str]:
+    """What makes two quantities the same printed value: the value (to :data:`VALUE_DECIMALS`) and the unit."""
+    return (round(q.value, VALUE_DECIMALS), q.unit)
 
 
 def find_mentions(page: OcrPage) -> list[Mention]:
@@ -85,10 +102,10 @@ def find_mentions(page: OcrPage) -> list[Mention]:
             if j is None:
                 continue
             u = tokens[j]
-            seen = {_key(q) for q in singles[i]} | {_key(q) for q in singles[j]}
+            seen = {quantity_key(q) for q in singles[i]} | {quantity_key(q) for q in singles[j]}
             text = f"{t.text} {u.text}"
             for q in parse_quantities(text):
-                if _key(q) not in seen:
+                if quantity_key(q) not in seen:
                     out.append(Mention(q, i, text, _union(t.box, u.box), min(t.score, u.score), True))
     return out
 

@@ -5,6 +5,17 @@ text is, where it sits, which words are next to it, whether it belongs to a
 dimension group or a range, how often it repeats, and how plausible its unit
 and magnitude are for the entity (priors from the training labels).
 NumPy appears only at the boundary with :mod:`specread.rank`.
+
+Each feature is a function registered with ``@_feature(name)`` in
+:data:`FEATURE_TABLE`, in the order the functions stand in this file. A
+function computes its feature for all candidates of one (page, entity) at once,
+one value per candidate (a column), from the facts in :class:`_Batch`; a small
+family computed together (the lines beside a box, a twin in another unit)
+registers several names and returns one column per name. :data:`FEATURE_NAMES`
+is the table's names in order: the columns of :func:`to_matrix`, which the
+shipped ranker was trained on. Renaming, moving or adding a feature means
+retraining the ranker (``specread train``); ``tests/test_features_table.py`` pins the
+names and the entity order the ranker reads as ``entity_id``.
 """
 
 from __future__ import annotations
@@ -12,85 +23,44 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 
-from specread.extract.candidates import Mention, candidates_for, neighbour_table
+from specread.extract.candidates import Mention, candidates_for, neighbour_table, quantity_key
+from specread.parse.numbers import normalize_text
 from specread.rank.priors import Priors
-from specread.types import Candidate, OcrPage
+from specread.types import Box, Candidate, OcrPage
 from specread.units.registry import ENTITIES, get_registry
 
-__all__ = ["FEATURE_NAMES", "LAYOUT_FEATURES", "page_candidates", "to_matrix"]
+__all__ = ["FEATURE_NAMES", "FEATURE_TABLE", "LAYOUT_FEATURES", "Feature", "page_candidates", "to_matrix"]
 
-FEATURE_NAMES: tuple[str, ...] = (
-    "entity_id",
-    "rel_height",
-    "abs_height",
-    "height_rank",
-    "cx",
-    "cy",
-    "bw",
-    "bh",
-    "vertical",
-    "ocr_score",
-    "joined",
-    "kw_self",
-    "kw_near",
-    "kw_other",
-    "repeats",
-    "in_group",
-    "group_size",
-    "group_pos",
-    "letter_match",
-    "letter_other",
-    "is_range",
-    "range_high",
-    "is_max",
-    "is_min",
-    "value_rank",
-    "n_cands",
-    "n_distinct",
-    "unit_logp",
-    "value_logp",
-    "log_value",
-    "in_parens",
-    "first_in_text",
-    "text_len",
-    "digits_share",
-    "is_integer",
-    "n_tokens",
-    "same_unit_share",
-    "text_vertical",
-    "edge_x",
-    "edge_y",
-    "mid_y",
-    "x_rank",
-    "y_rank",
-    "is_left",
-    "is_right",
-    "is_top",
-    "is_bottom",
-    "has_twin",
-    "twin_first",
-    "value_share",
-    "n_same_value",
-    "near_h",
-    "near_v",
-    "near_d",
-    "role_line",
-    "rival_line",
-    "role_vertical",
-    "role_edge",
-)
+MIN_TEXT_HEIGHT = 1e-6
+"""Stands in for the tallest text height of a page without text or with only flat boxes (``rel_height``: no 0 / 0)."""
+SAME_SIZE_DECIMALS = 3
+"""Sizes in the base unit equal to this many decimals are one size printed twice (``n_same_value``)."""
+LOG_VALUE_OF_ZERO = -10.0
+"""``log_value`` of a zero value: far below the log10 of any real product's size."""
+VERTICAL_ASPECT = 1.3
+"""A text box at least this much taller than wide (in pixels) holds text printed top to bottom."""
+MIN_VERTICAL_CHARS = 2
+"""Shorter text says nothing about direction: one character is about as tall as wide either way."""
+PAGE_CENTRE = 0.5
+"""The middle of the page in relative coordinates (``mid_y``, ``role_edge``)."""
 
-LAYOUT_FEATURES: tuple[str, ...] = (
-    "near_h", "near_v", "near_d", "role_line", "rival_line", "role_vertical", "role_edge", "text_vertical",
-    "edge_x", "edge_y", "mid_y", "x_rank", "y_rank", "is_left", "is_right", "is_top", "is_bottom", "cx", "cy",
-)  # fmt: skip
-"""Where a value sits and which lines run beside it (used to measure what layout adds)."""
-
+# Which lines run beside a text box (``near_h``, ``near_v``, ``near_d``); distances are in text heights.
+MIN_TEXT_PX = 2.0
+"""Floor, in pixels, of the text height the reaches below are measured in, so a flat box still has a reach."""
+AXIS_TOLERANCE_DEG = 8
+"""A segment within this many degrees of horizontal (vertical) is a horizontal (vertical) dimension line."""
+SLANT_DEG = (15, 75)
+"""A segment this many degrees off horizontal, either way, is a slanted depth line; nearer an axis, no line at all."""
+LINE_REACH = 2.5
+"""A horizontal line this many text heights above or below the text, or a vertical one this far beside it, labels it."""
+SLANT_REACH = 3
+"""A slanted line passing within this many text heights of the text's centre labels it."""
 
 # Which line orientation and placement each dimension entity is drawn with:
 # (its own line feature, the rival line feature, sign for vertical text, sign for side placement).
@@ -99,6 +69,9 @@ _ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], float, float]] = {
     "height": (("near_v",), ("near_h",), 1.0, 1.0),
     "depth": (("near_d", "near_h"), ("near_v",), -1.0, 0.0),
 }
+
+Column = Sequence[float]
+"""One feature's values, one per candidate, in candidate order."""
 
 
 @cache
@@ -127,6 +100,404 @@ def _base_value(c: Candidate) -> float:
     return c.quantity.value * get_registry().unit(c.quantity.unit).factor
 
 
+class _Batch:
+    """The candidates of one (page, entity) and the facts several features read, computed once.
+
+    ``columns`` holds the features computed so far, by name, so a feature may
+    build on one that stands before it in the table.
+    """
+
+    __slots__ = (
+        "base",
+        "cands",
+        "columns",
+        "cxs",
+        "cys",
+        "entity",
+        "group",
+        "heights",
+        "keys",
+        "n",
+        "page",
+        "priors",
+        "tokens",
+    )
+
+    def __init__(self, page: OcrPage, cands: Sequence[Candidate], entity: str, priors: Priors, group: str | None):
+        self.page = page
+        self.cands = cands
+        self.entity = entity
+        self.priors = priors
+        self.group = group
+        self.n = len(cands)
+        self.tokens = [page.tokens[c.token_index] for c in cands]
+        """The OCR line each candidate was read from (its first line when joined)."""
+        self.heights = [t.height for t in self.tokens]
+        self.base = [_base_value(c) for c in cands]
+        """Values in the dimension's base unit, comparable across units."""
+        self.cxs = [(c.box[0] + c.box[2]) / 2 for c in cands]
+        self.cys = [(c.box[1] + c.box[3]) / 2 for c in cands]
+        self.keys = Counter(quantity_key(c.quantity) for c in cands)
+        """How often each printed value (value and unit) occurs."""
+        self.columns: dict[str, Column] = {}
+
+    def per_token(self, fact: Callable[[int], float | tuple[float, ...]]) -> list:
+        """``fact(token_index)`` for each candidate, computed once per OCR line."""
+        seen: dict[int, float | tuple[float, ...]] = {}
+        out = []
+        for c in self.cands:
+            t = c.token_index
+            if t not in seen:
+                seen[t] = fact(t)
+            out.append(seen[t])
+        return out
+
+    def each(self, value: float) -> list[float]:
+        """The same value for every candidate."""
+        return [value] * self.n
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One entry of :data:`FEATURE_TABLE`: the names it fills and the function computing them.
+
+    ``compute`` returns the column of a single feature, or a tuple of columns,
+    one per name in order, for a family.
+    """
+
+    names: tuple[str, ...]
+    compute: Callable[[_Batch], Column | tuple[Column, ...]]
+    single: str = field(init=False)
+    """The name of a single feature, ``""`` for a family."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "single", self.names[0] if len(self.names) == 1 else "")
+
+
+_TABLE: list[Feature] = []
+
+
+def _feature(*names: str) -> Callable[[Callable], Callable]:
+    """Register the decorated function as the next entry of the table, filling ``names``."""
+
+    def register(compute: Callable) -> Callable:
+        taken = {name for feature in _TABLE for name in feature.names}.intersection(names)
+        if taken:
+            raise ValueError(f"feature {sorted(taken)} registered twice")
+        _TABLE.append(Feature(names, compute))
+        return compute
+
+    return register
+
+
+def _ranks(keys: Sequence[float]) -> list[float]:
+    """Each candidate's rank by ascending key (ties keep candidate order), scaled to 0..1."""
+    n = len(keys)
+    ranks = [0.0] * n
+    for r, i in enumerate(sorted(range(n), key=keys.__getitem__)):
+        ranks[i] = r / max(1, n - 1)
+    return ranks
+
+
+# -- the table, in FEATURE_NAMES order ---------------------------------------------
+
+
+@_feature("entity_id")
+def _entity_id(b: _Batch) -> Column:
+    """The entity asked for, as its position in ENTITIES: trees split on it to learn per-entity corrections."""
+    return b.each(float(ENTITIES.index(b.entity)))
+
+
+@_feature("rel_height")
+def _rel_height(b: _Batch) -> Column:
+    """Text height relative to the tallest line on the page: the answer is often printed big."""
+    tallest = max((t.height for t in b.page.tokens), default=MIN_TEXT_HEIGHT) or MIN_TEXT_HEIGHT
+    return [h / tallest for h in b.heights]
+
+
+@_feature("abs_height")
+def _abs_height(b: _Batch) -> Column:
+    """Text height relative to the image."""
+    return b.heights
+
+
+@_feature("height_rank")
+def _height_rank(b: _Batch) -> Column:
+    """0 for the tallest text among the candidates, 1 for the smallest."""
+    return _ranks([-h for h in b.heights])
+
+
+@_feature("cx", "cy", "bw", "bh")
+def _box(b: _Batch) -> tuple[Column, ...]:
+    """Centre and size of the evidence box (both boxes when the mention was joined)."""
+    return b.cxs, b.cys, [c.box[2] - c.box[0] for c in b.cands], [c.box[3] - c.box[1] for c in b.cands]
+
+
+@_feature("vertical")
+def _vertical(b: _Batch) -> Column:
+    """The OCR line runs top to bottom (rotated text, typical for heights)."""
+    return [float(t.vertical) for t in b.tokens]
+
+
+@_feature("ocr_score")
+def _ocr_score(b: _Batch) -> Column:
+    return [c.score for c in b.cands]
+
+
+@_feature("joined")
+def _joined(b: _Batch) -> Column:
+    """The mention was read across two OCR boxes (``500`` | ``ml``)."""
+    return [float(c.text != t.text) for c, t in zip(b.cands, b.tokens, strict=True)]
+
+
+@_feature("kw_self")
+def _kw_self(b: _Batch) -> Column:
+    """A keyword of the entity in the mention's own text (``Net Wt 500 g``)."""
+    return [float(_has_kw(b.entity, c.text)) for c in b.cands]
+
+
+@_feature("kw_near")
+def _kw_near(b: _Batch) -> Column:
+    """A keyword of the entity on the lines the mention continues: those whose right or lower neighbour it is."""
+    tokens = b.page.tokens
+    table = neighbour_table(b.page)
+
+    def near(t: int) -> float:
+        return float(_has_kw(b.entity, " ".join(tokens[j].text for j in range(len(tokens)) if t in table[j])))
+
+    return b.per_token(near)
+
+
+@_feature("kw_other")
+def _kw_other(b: _Batch) -> Column:
+    """A keyword of another entity of the same dimension (``Max load`` against ``item_weight``)."""
+    rivals = _rivals(b.entity)
+    return [float(any(_has_kw(r, c.text) for r in rivals)) for c in b.cands]
+
+
+@_feature("repeats")
+def _repeats(b: _Batch) -> Column:
+    """How often the same value and unit is printed on the page."""
+    return [float(b.keys[quantity_key(c.quantity)]) for c in b.cands]
+
+
+@_feature("in_group", "group_size", "group_pos")
+def _group(b: _Batch) -> tuple[Column, ...]:
+    """Membership in a dimension group such as ``25 x 15 x 8 cm``."""
+    qs = [c.quantity for c in b.cands]
+    return [float(q.group >= 0) for q in qs], [float(q.group_size) for q in qs], [float(q.group_pos) for q in qs]
+
+
+@_feature("letter_match", "letter_other")
+def _letter(b: _Batch) -> tuple[Column, ...]:
+    """A dimension letter printed with the value (``10"W``) that names this entity, or another one."""
+    letters = get_registry().entity(b.entity).letters
+    qs = [c.quantity for c in b.cands]
+    match = [float(bool(q.letter) and q.letter in letters) for q in qs]
+    other = [float(bool(q.letter) and q.letter not in letters) for q in qs]
+    return match, other
+
+
+@_feature("is_range", "range_high")
+def _range(b: _Batch) -> tuple[Column, ...]:
+    """Part of a range (``100-240V``), and its upper end."""
+    qs = [c.quantity for c in b.cands]
+    return [float(q.is_range) for q in qs], [float(q.is_range and q.group_pos > 0) for q in qs]
+
+
+@_feature("is_max", "is_min")
+def _extreme_value(b: _Batch) -> tuple[Column, ...]:
+    """The largest and the smallest size among the candidates."""
+    top, bottom = max(b.base), min(b.base)
+    return [float(v >= top) for v in b.base], [float(v <= bottom) for v in b.base]
+
+
+@_feature("value_rank")
+def _value_rank(b: _Batch) -> Column:
+    """0 for the largest size among the candidates, 1 for the smallest."""
+    return _ranks([-v for v in b.base])
+
+
+@_feature("n_cands")
+def _n_cands(b: _Batch) -> Column:
+    return b.each(float(b.n))
+
+
+@_feature("n_distinct")
+def _n_distinct(b: _Batch) -> Column:
+    """How many different values (value and unit) the candidates hold."""
+    return b.each(float(len(b.keys)))
+
+
+@_feature("unit_logp")
+def _unit_logp(b: _Batch) -> Column:
+    """Prior log-probability of the unit for the entity (and product group, when known)."""
+    return [b.priors.unit_logp(b.entity, c.quantity.unit, b.group) for c in b.cands]
+
+
+@_feature("value_logp")
+def _value_logp(b: _Batch) -> Column:
+    """Prior log-probability of the value's magnitude for the entity and unit."""
+    return [b.priors.value_logp(b.entity, c.quantity.unit, c.quantity.value) for c in b.cands]
+
+
+@_feature("log_value")
+def _log_value(b: _Batch) -> Column:
+    """log10 of the size in the base unit."""
+    return [math.log10(v) if v > 0 else LOG_VALUE_OF_ZERO for v in b.base]
+
+
+@_feature("in_parens")
+def _in_parens(b: _Batch) -> Column:
+    """Printed after ``(`` or ``/``: an alternative to the value before it (``500 g (17.6 oz)``)."""
+    normalized = {text: normalize_text(text) for text in {c.text for c in b.cands}}
+    out = []
+    for c in b.cands:
+        before = normalized[c.text][: c.quantity.start].rstrip()  # the non-space text before the mention
+        out.append(float(before.endswith("(") or before.endswith("/")))
+    return out
+
+
+@_feature("first_in_text")
+def _first_in_text(b: _Batch) -> Column:
+    """The first mention read from its OCR line."""
+    first: dict[int, int] = {}
+    for c in b.cands:
+        first[c.token_index] = min(first.get(c.token_index, c.quantity.start), c.quantity.start)
+    return [float(c.quantity.start == first[c.token_index]) for c in b.cands]
+
+
+@_feature("text_len")
+def _text_len(b: _Batch) -> Column:
+    return [float(len(c.text)) for c in b.cands]
+
+
+@_feature("digits_share")
+def _digits_share(b: _Batch) -> Column:
+    """Share of digits in the text: a spec line is mostly numbers, a sentence is not."""
+    return [sum(ch.isdigit() for ch in c.text) / max(1, len(c.text)) for c in b.cands]
+
+
+@_feature("is_integer")
+def _is_integer(b: _Batch) -> Column:
+    return [float(c.quantity.value == int(c.quantity.value)) for c in b.cands]
+
+
+@_feature("n_tokens")
+def _n_tokens(b: _Batch) -> Column:
+    """How many OCR lines the page has (how busy it is)."""
+    return b.each(float(len(b.page.tokens)))
+
+
+@_feature("same_unit_share")
+def _same_unit_share(b: _Batch) -> Column:
+    """Share of the candidates in the same unit."""
+    units = Counter(c.quantity.unit for c in b.cands)
+    return [units[c.quantity.unit] / b.n for c in b.cands]
+
+
+@_feature("text_vertical")
+def _text_vertical(b: _Batch) -> Column:
+    """The OCR line's box is tall and narrow on the image: text printed top to bottom, however OCR turned it."""
+
+    def tall(t: int) -> float:
+        token = b.page.tokens[t]
+        return float(
+            _pixel_aspect(token.box, b.page) > VERTICAL_ASPECT and len(token.text.strip()) >= MIN_VERTICAL_CHARS
+        )
+
+    return b.per_token(tall)
+
+
+@_feature("edge_x", "edge_y", "mid_y")
+def _edges(b: _Batch) -> tuple[Column, ...]:
+    """Distance to the nearest side and to the top or bottom of the image; distance from the middle row."""
+    return [min(x, 1 - x) for x in b.cxs], [min(y, 1 - y) for y in b.cys], [abs(y - PAGE_CENTRE) for y in b.cys]
+
+
+@_feature("x_rank", "y_rank")
+def _position_rank(b: _Batch) -> tuple[Column, ...]:
+    """Rank from left to right and from top to bottom among the candidates (0..1)."""
+    return _ranks(b.cxs), _ranks(b.cys)
+
+
+@_feature("is_left", "is_right", "is_top", "is_bottom")
+def _outermost(b: _Batch) -> tuple[Column, ...]:
+    """The leftmost, rightmost, topmost and lowest candidate."""
+    left, right, top, bottom = min(b.cxs), max(b.cxs), min(b.cys), max(b.cys)
+    return (
+        [float(x <= left) for x in b.cxs],
+        [float(x >= right) for x in b.cxs],
+        [float(y <= top) for y in b.cys],
+        [float(y >= bottom) for y in b.cys],
+    )
+
+
+@_feature("has_twin", "twin_first")
+def _twin(b: _Batch) -> tuple[Column, ...]:
+    """Printed beside an equivalent in another unit (``25.4 cm / 10 in``), and the first of the two."""
+    same_token: dict[int, list[int]] = {}
+    for i, c in enumerate(b.cands):
+        same_token.setdefault(c.token_index, []).append(i)
+    has, first = [], []
+    for i, c in enumerate(b.cands):
+        me = c.quantity
+        others = [b.cands[j].quantity for j in same_token[c.token_index] if j != i]
+        others = [o for o in others if o.unit != me.unit]
+        has.append(float(bool(others)))
+        first.append(float(bool(others) and all(me.start < o.start for o in others)))
+    return has, first
+
+
+@_feature("value_share")
+def _value_share(b: _Batch) -> Column:
+    """Size relative to the largest candidate."""
+    top = max(b.base)
+    return [v / top for v in b.base] if top > 0 else b.each(0.0)
+
+
+@_feature("n_same_value")
+def _n_same_value(b: _Batch) -> Column:
+    """How often the same size is printed, in any unit."""
+    sizes = Counter(round(v, SAME_SIZE_DECIMALS) for v in b.base)
+    return [float(sizes[round(v, SAME_SIZE_DECIMALS)]) for v in b.base]
+
+
+@_feature("near_h", "near_v", "near_d")
+def _near_lines(b: _Batch) -> tuple[Column, ...]:
+    """Longest horizontal, vertical and slanted segment beside the text (see :func:`_line_features`)."""
+    return tuple(zip(*b.per_token(lambda t: _line_features(b.page.tokens[t].box, b.page)), strict=True))
+
+
+@_feature("role_line", "rival_line", "role_vertical", "role_edge")
+def _role(b: _Batch) -> tuple[Column, ...]:
+    """Layout cues expressed relative to the entity, so width, height and depth share what they learn."""
+    role = _ROLES.get(b.entity)
+    if role is None:
+        return b.each(0.0), b.each(0.0), b.each(0.0), b.each(0.0)
+    own, rival, vertical_sign, edge_sign = role
+    f = b.columns
+    return (
+        [max(f[k][i] for k in own) for i in range(b.n)],
+        [max(f[k][i] for k in rival) for i in range(b.n)],
+        [vertical_sign * v for v in f["text_vertical"]],
+        [edge_sign * (PAGE_CENTRE - e) for e in f["edge_x"]],
+    )
+
+
+FEATURE_TABLE: tuple[Feature, ...] = tuple(_TABLE)
+"""Every feature, in column order (see the module docstring)."""
+
+FEATURE_NAMES: tuple[str, ...] = tuple(name for feature in FEATURE_TABLE for name in feature.names)
+"""Column order of :func:`to_matrix`: the features the rule scorer and the shipped ranker read."""
+
+LAYOUT_FEATURES: tuple[str, ...] = (
+    "near_h", "near_v", "near_d", "role_line", "rival_line", "role_vertical", "role_edge", "text_vertical",
+    "edge_x", "edge_y", "mid_y", "x_rank", "y_rank", "is_left", "is_right", "is_top", "is_bottom", "cx", "cy",
+)  # fmt: skip
+"""Where a value sits and which lines run beside it (used to measure what layout adds)."""
+
+
 def page_candidates(
     page: OcrPage, mentions: Sequence[Mention], entity: str, priors: Priors, group: str | None = None
 ) -> list[Candidate]:
@@ -134,110 +505,31 @@ def page_candidates(
     cands = candidates_for(entity, mentions)
     if not cands:
         return []
-    registry = get_registry()
-    spec = registry.entity(entity)
-    tokens = page.tokens
-    max_h = max((t.height for t in tokens), default=1e-6) or 1e-6
-    table = neighbour_table(page)
-    near_text: dict[int, str] = {}
-    for c in cands:
-        if c.token_index not in near_text:
-            idx = [j for j in range(len(tokens)) if c.token_index in table[j]]
-            near_text[c.token_index] = " ".join(tokens[j].text for j in idx)
-    keys = Counter((round(c.quantity.value, 6), c.quantity.unit) for c in cands)
-    base = [_base_value(c) for c in cands]
-    heights = [tokens[c.token_index].height for c in cands]
-    order_h = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: -heights[i]))}
-    order_v = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: -base[i]))}
-    units = Counter(c.quantity.unit for c in cands)
-    cxs = [(c.box[0] + c.box[2]) / 2 for c in cands]
-    cys = [(c.box[1] + c.box[3]) / 2 for c in cands]
-    rank_x = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: cxs[i]))}
-    rank_y = {i: r for r, i in enumerate(sorted(range(len(cands)), key=lambda i: cys[i]))}
-    per_token: dict[int, list[int]] = {}
-    for i, c in enumerate(cands):
-        per_token.setdefault(c.token_index, []).append(i)
-    same_value = Counter(round(b, 3) for b in base)
-    first_start: dict[int, int] = {}
-    for c in cands:
-        first_start[c.token_index] = min(first_start.get(c.token_index, 1 << 30), c.quantity.start)
-    rivals = _rivals(entity)
-    eid = ENTITIES.index(entity)
-    n = len(cands)
-    out: list[Candidate] = []
-    for i, c in enumerate(cands):
-        q = c.quantity
-        tok = tokens[c.token_index]
-        x0, y0, x1, y1 = c.box
-        near = near_text[c.token_index]
-        text = c.text
-        before = normalize_before(text, q.start)
-        f = {
-            "entity_id": float(eid),
-            "rel_height": heights[i] / max_h,
-            "abs_height": heights[i],
-            "height_rank": order_h[i] / max(1, n - 1),
-            "cx": (x0 + x1) / 2,
-            "cy": (y0 + y1) / 2,
-            "bw": x1 - x0,
-            "bh": y1 - y0,
-            "vertical": float(tok.vertical),
-            "ocr_score": c.score,
-            "joined": float(text != tok.text),
-            "kw_self": float(_has_kw(entity, text)),
-            "kw_near": float(_has_kw(entity, near)),
-            "kw_other": float(any(_has_kw(r, text) for r in rivals)),
-            "repeats": float(keys[(round(q.value, 6), q.unit)]),
-            "in_group": float(q.group >= 0),
-            "group_size": float(q.group_size),
-            "group_pos": float(q.group_pos),
-            "letter_match": float(bool(q.letter) and q.letter in spec.letters),
-            "letter_other": float(bool(q.letter) and q.letter not in spec.letters),
-            "is_range": float(q.is_range),
-            "range_high": float(q.is_range and q.group_pos > 0),
-            "is_max": float(base[i] >= max(base)),
-            "is_min": float(base[i] <= min(base)),
-            "value_rank": order_v[i] / max(1, n - 1),
-            "n_cands": float(n),
-            "n_distinct": float(len(keys)),
-            "unit_logp": priors.unit_logp(entity, q.unit, group),
-            "value_logp": priors.value_logp(entity, q.unit, q.value),
-            "log_value": math.log10(base[i]) if base[i] > 0 else -10.0,
-            "in_parens": float(before.endswith("(") or before.endswith("/")),
-            "first_in_text": float(q.start == first_start[c.token_index]),
-            "text_len": float(len(text)),
-            "digits_share": sum(ch.isdigit() for ch in text) / max(1, len(text)),
-            "is_integer": float(q.value == int(q.value)),
-            "n_tokens": float(len(tokens)),
-            "same_unit_share": units[q.unit] / n,
-            "text_vertical": float(_pixel_aspect(tok.box, page) > 1.3 and len(tok.text.strip()) > 1),
-            "edge_x": min(cxs[i], 1 - cxs[i]),
-            "edge_y": min(cys[i], 1 - cys[i]),
-            "mid_y": abs(cys[i] - 0.5),
-            "x_rank": rank_x[i] / max(1, n - 1),
-            "y_rank": rank_y[i] / max(1, n - 1),
-            "is_left": float(cxs[i] <= min(cxs)),
-            "is_right": float(cxs[i] >= max(cxs)),
-            "is_top": float(cys[i] <= min(cys)),
-            "is_bottom": float(cys[i] >= max(cys)),
-            **_twin(i, cands, per_token.get(c.token_index, [])),
-            "value_share": base[i] / max(base) if max(base) > 0 else 0.0,
-            "n_same_value": float(same_value[round(base[i], 3)]),
-            **_line_features(tok.box, page),
-        }
-        f.update(_role_features(entity, f))
-        out.append(Candidate(c.entity, q, c.token_index, c.text, c.box, c.score, f))
-    return out
+    batch = _Batch(page, cands, entity, priors, group)
+    columns = batch.columns
+    for feature in FEATURE_TABLE:
+        if feature.single:
+            columns[feature.single] = feature.compute(batch)
+        else:
+            columns.update(zip(feature.names, feature.compute(batch), strict=True))
+    # The table fills ``columns`` in FEATURE_NAMES order, each name once.
+    rows = zip(*columns.values(), strict=True)
+    return [
+        Candidate(
+            c.entity, c.quantity, c.token_index, c.text, c.box, c.score, dict(zip(FEATURE_NAMES, row, strict=True))
+        )
+        for c, row in zip(cands, rows, strict=True)
+    ]
 
 
-def _pixel_aspect(box: tuple[float, float, float, float], page: OcrPage) -> float:
+def _pixel_aspect(box: Box, page: OcrPage) -> float:
     """Height over width of a box in pixels (> 1 for text printed top-to-bottom)."""
     w = (box[2] - box[0]) * page.width
     h = (box[3] - box[1]) * page.height
     return h / w if w > 0 else 0.0
 
 
-def _line_features(box: tuple[float, float, float, float], page: OcrPage) -> dict[str, float]:
+def _line_features(box: Box, page: OcrPage) -> tuple[float, float, float]:
     """Longest horizontal, vertical and diagonal segment running beside a text box.
 
     A horizontal line passing under or over the text (within a few text
@@ -247,8 +539,8 @@ def _line_features(box: tuple[float, float, float, float], page: OcrPage) -> dic
     W, H = page.width, page.height
     x0, y0, x1, y1 = box[0] * W, box[1] * H, box[2] * W, box[3] * H
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    th = max(2.0, min(x1 - x0, y1 - y0))
-    near = {"near_h": 0.0, "near_v": 0.0, "near_d": 0.0}
+    th = max(MIN_TEXT_PX, min(x1 - x0, y1 - y0))
+    near_h = near_v = near_d = 0.0
     for sx0, sy0, sx1, sy1 in page.segments:
         ax, ay, bx, by = sx0 * W, sy0 * H, sx1 * W, sy1 * H
         dx, dy = bx - ax, by - ay
@@ -256,51 +548,21 @@ def _line_features(box: tuple[float, float, float, float], page: OcrPage) -> dic
         if length == 0:
             continue
         angle = abs(math.degrees(math.atan2(dy, dx))) % 180
-        if angle < 8 or angle > 172:
+        if angle < AXIS_TOLERANCE_DEG or angle > 180 - AXIS_TOLERANCE_DEG:
             lo, hi = min(ax, bx), max(ax, bx)
-            if lo - th <= cx <= hi + th and abs((ay + by) / 2 - cy) <= 2.5 * th:
-                near["near_h"] = max(near["near_h"], length / W)
-        elif 82 < angle < 98:
+            if lo - th <= cx <= hi + th and abs((ay + by) / 2 - cy) <= LINE_REACH * th:
+                near_h = max(near_h, length / W)
+        elif 90 - AXIS_TOLERANCE_DEG < angle < 90 + AXIS_TOLERANCE_DEG:
             lo, hi = min(ay, by), max(ay, by)
             gap = max(0.0, x0 - (ax + bx) / 2, (ax + bx) / 2 - x1)
-            if lo - th <= cy <= hi + th and gap <= 2.5 * th:
-                near["near_v"] = max(near["near_v"], length / H)
-        elif 15 < angle < 75 or 105 < angle < 165:
+            if lo - th <= cy <= hi + th and gap <= LINE_REACH * th:
+                near_v = max(near_v, length / H)
+        elif SLANT_DEG[0] < angle < SLANT_DEG[1] or 180 - SLANT_DEG[1] < angle < 180 - SLANT_DEG[0]:
             t = max(0.0, min(1.0, ((cx - ax) * dx + (cy - ay) * dy) / (length * length)))
             dist = math.hypot(ax + t * dx - cx, ay + t * dy - cy)
-            if dist <= 3 * th:
-                near["near_d"] = max(near["near_d"], length / max(W, H))
-    return near
-
-
-def _role_features(entity: str, f: dict[str, float]) -> dict[str, float]:
-    """Layout cues expressed relative to the entity, so width, height and depth share what they learn."""
-    role = _ROLES.get(entity)
-    if role is None:
-        return {"role_line": 0.0, "rival_line": 0.0, "role_vertical": 0.0, "role_edge": 0.0}
-    own, rival, vertical_sign, edge_sign = role
-    return {
-        "role_line": max(f[k] for k in own),
-        "rival_line": max(f[k] for k in rival),
-        "role_vertical": vertical_sign * f["text_vertical"],
-        "role_edge": edge_sign * (0.5 - f["edge_x"]),
-    }
-
-
-def _twin(i: int, cands: Sequence[Candidate], same_token: Sequence[int]) -> dict[str, float]:
-    """Is this value printed beside an equivalent in another unit ("25.4 cm / 10 in"), and is it the first?"""
-    me = cands[i].quantity
-    others = [cands[j].quantity for j in same_token if j != i and cands[j].quantity.unit != me.unit]
-    if not others:
-        return {"has_twin": 0.0, "twin_first": 0.0}
-    return {"has_twin": 1.0, "twin_first": float(all(me.start < o.start for o in others))}
-
-
-def normalize_before(text: str, start: int) -> str:
-    """The non-space text just before a mention (to spot ``(`` or ``/`` alternatives)."""
-    from specread.parse.numbers import normalize_text
-
-    return normalize_text(text)[:start].rstrip()
+            if dist <= SLANT_REACH * th:
+                near_d = max(near_d, length / max(W, H))
+    return near_h, near_v, near_d
 
 
 def to_matrix(cands: Sequence[Candidate]) -> np.ndarray:
