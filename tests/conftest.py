@@ -242,3 +242,19 @@ def cli() -> CliInvoke:
         return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
 
     return invoke
+
+
+@pytest.fixture(autouse=True)
+def _real_ocr_only_in_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that loads the real OCR models in this process must carry ``@pytest.mark.slow``.
+
+    ``pytest -m "not slow"`` is then the fast suite, and a test that starts using the real
+    engine by accident fails here instead of quietly slowing every run.
+    """
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(self: engine_module.RapidOcrEngine) -> None:
+        pytest.fail(f"{request.node.nodeid} loads the real OCR engine: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(engine_module.RapidOcrEngine, "_engine", refuse)

@@ -15,8 +15,12 @@ from specread.types import OcrPage, Prediction, ReadResult
 class _BatchReader:
     """Answers "<n>.0 gram" where n is the image's file size; records the batches it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_images: int = 8) -> None:
         self.batches: list[int] = []
+        self.batch_images = batch_images
+
+    def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
+        return Prediction(entity)
 
     def _one(self, path: Path, entities) -> ReadResult:
         data = Path(path).read_bytes()
@@ -79,7 +83,7 @@ def test_predict_csv_uses_the_batched_path(tmp_path: Path) -> None:
         w.writerow(["index", "image_link", "group_id", "entity_name"])
         for i, p in enumerate(paths):
             w.writerow([i, f"https://example.invalid/{p.name}", "1", "item_weight"])
-    reader = _BatchReader()
+    reader = _BatchReader(batch_images=2)  # a reader says how many images one read_many call should carry
     config = ReaderConfig(reader="vlm", vlm=VlmSettings(batch_images=2))
     stats = predict_csv(input_csv, tmp_path, tmp_path / "out.csv", config, workers=2, reader=reader)
     assert reader.batches == [2, 2, 1]

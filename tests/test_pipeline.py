@@ -80,6 +80,7 @@ def test_second_pass_that_reads_nothing_new_keeps_the_prior_answer() -> None:
     assert reader.read(IMAGE, ["wattage"]).predictions["wattage"].source == "prior"
 
 
+@pytest.mark.slow
 def test_retry_side_is_checked_and_shares_the_first_engine(tmp_path) -> None:
     accurate = preset("accurate")
     with pytest.raises(ValueError, match="retry_side"):
@@ -92,6 +93,7 @@ def test_retry_side_is_checked_and_shares_the_first_engine(tmp_path) -> None:
     assert reader.retry.cache.root != reader.cache.root  # pages of each pass cached apart
 
 
+@pytest.mark.slow
 def test_finer_view_reads_like_a_separate_engine_and_leaves_the_first_alone() -> None:
     from specread.ocr.engine import RapidOcrEngine
     from specread.synth import random_spec, render_label
