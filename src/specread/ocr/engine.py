@@ -20,7 +20,7 @@ import copy
 import logging
 from functools import cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -199,9 +199,9 @@ class RapidOcrEngine:
             if self.backend == "openvino":
                 # RapidOCR's own OpenVINO sessions take no precision or cache settings
                 # (and default to bf16 where the CPU has it): replace them with ours.
-                stages = {"Det": ocr._load_det_model(), "Rec": ocr._load_rec_model()}
+                stages = {"Det": _stage(ocr, "Det"), "Rec": _stage(ocr, "Rec")}
                 if self.use_cls:
-                    stages["Cls"] = ocr._load_cls_model()
+                    stages["Cls"] = _stage(ocr, "Cls")
                 keep = None
                 if self.charset == "latin":
                     decode = stages["Rec"].postprocess_op
@@ -217,7 +217,7 @@ class RapidOcrEngine:
                         keep_classes=keep if stage == "Rec" else None,
                     )
             if self.rec_width_step > 1 or self.rec_max_columns:
-                rec = ocr._load_rec_model()
+                rec = _stage(ocr, "Rec")
                 rec.session = _RecBatches(rec.session, self.rec_width_step, self.rec_max_columns)
             self._ocr = ocr
         return self._ocr
@@ -238,7 +238,7 @@ class RapidOcrEngine:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         ocr = self._engine()
-        ocr._load_det_model().limit_side_len = self.det_side  # views of one engine take turns (at_det_side)
+        _stage(ocr, "Det").limit_side_len = self.det_side  # views of one engine take turns (at_det_side)
         h, w = image.shape[:2]
         # RapidOCR expects BGR like OpenCV.
         result = ocr(np.ascontiguousarray(_pad_to_min_side(image)[:, :, ::-1]))
@@ -248,6 +248,26 @@ class RapidOcrEngine:
                 quad = tuple((float(x) / w, float(y) / h) for x, y in np.asarray(box).tolist())
                 tokens.append(OcrToken(text=str(text), score=float(score), quad=quad))  # type: ignore[arg-type]
         return OcrPage(tokens=tuple(tokens), width=width, height=height, segments=detect_segments(image))
+
+
+_STAGES = {
+    "Det": ("_load_det_model", "text_det"),
+    "Rec": ("_load_rec_model", "text_rec"),
+    "Cls": ("_load_cls_model", "text_cls"),
+}
+
+
+def _stage(ocr: object, stage: str) -> Any:
+    """RapidOCR's loaded detector, recogniser or classifier object.
+
+    The one place specread touches RapidOCR's internals: 3.10 (pinned) loads each
+    stage lazily through a private loader and then keeps it in a public attribute
+    (``text_det``, ``text_rec``, ``text_cls``), whose ``session`` and parameters
+    specread replaces or sets. ``tests/test_presets.py`` fails if that changes.
+    """
+    loader, attribute = _STAGES[stage]
+    loaded = getattr(ocr, attribute)
+    return loaded if loaded is not None else getattr(ocr, loader)()
 
 
 MIN_SIDE = 32
