@@ -28,11 +28,14 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from specread.errors import ApiError
 from specread.io.images import IMAGE_FORMATS, decode_image
 from specread.service import app as app_module
-from specread.service import worker
-from specread.service.app import ApiError, OcrPool, ServiceSettings, check_image, create_app, uvicorn_options
-from specread.settings import ReaderConfig
+from specread.service import guards, worker
+from specread.service.app import create_app, uvicorn_options
+from specread.service.guards import check_image
+from specread.service.pool import OcrPool
+from specread.settings import ReaderConfig, ServiceSettings
 from specread.synth import LabelSpec, render_label
 from specread.units.registry import get_registry
 
@@ -408,7 +411,7 @@ def test_redirects_do_not_reflect_the_host_header(client: TestClient, path: str,
     ],
 )
 def test_redirect_locations_are_reduced_to_a_path(location: bytes, expected: bytes) -> None:
-    assert app_module._path_only(location) == expected
+    assert guards._path_only(location) == expected
 
 
 # -- one list of image formats -----------------------------------------------------------------------------------
@@ -443,7 +446,7 @@ def test_what_the_service_accepts_the_decoder_reads(fmt: str, data: bytes) -> No
 
 
 def test_service_uses_the_decoders_format_list() -> None:
-    assert app_module.IMAGE_FORMATS is IMAGE_FORMATS
+    assert guards.IMAGE_FORMATS is IMAGE_FORMATS
     assert "EPS" not in IMAGE_FORMATS and "PDF" not in IMAGE_FORMATS
 
 

@@ -22,17 +22,10 @@ pytest.importorskip("httpcore")
 
 from fastapi.testclient import TestClient
 
-from specread.service.app import ServiceSettings, create_app
-from specread.service.fetch import (
-    BadUrlError,
-    FetchFailedError,
-    FetchPolicy,
-    FetchTimeoutError,
-    FetchTooLargeError,
-    UrlNotAllowedError,
-    fetch_image,
-)
-from specread.settings import ReaderConfig
+from specread.errors import BadUrlError, FetchFailedError, FetchTimeoutError, FetchTooLargeError, UrlNotAllowedError
+from specread.service.app import create_app
+from specread.service.fetch import fetch_image
+from specread.settings import FetchPolicy, ReaderConfig, ServiceSettings
 from specread.synth import LabelSpec, render_label
 
 LOOPBACK_ONLY = FetchPolicy(allowed_networks=("127.0.0.1/32",), timeout=5.0)

@@ -15,8 +15,8 @@ pytest.importorskip("fastapi")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import positive_data_acceptance  # noqa: E402
 
-from specread.service.app import ServiceSettings, create_app  # noqa: E402
-from specread.settings import ReaderConfig  # noqa: E402
+from specread.service.app import create_app  # noqa: E402
+from specread.settings import ReaderConfig, ServiceSettings  # noqa: E402
 
 
 async def _loopback_resolver(host: str, port: int) -> list[str]:

@@ -23,9 +23,9 @@ uvicorn = pytest.importorskip("uvicorn")
 
 import starlette.formparsers  # noqa: E402
 
-from specread.service import app as app_module  # noqa: E402
-from specread.service.app import ServiceSettings, create_app, uvicorn_options  # noqa: E402
-from specread.settings import ReaderConfig  # noqa: E402
+from specread import settings as settings_module  # noqa: E402
+from specread.service.app import create_app, uvicorn_options  # noqa: E402
+from specread.settings import ReaderConfig, ServiceSettings  # noqa: E402
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 2.0
@@ -222,7 +222,7 @@ def test_slow_body_is_cut_off_at_the_total_timeout(port: int) -> None:
 
 
 def test_a_stalled_body_is_cut_off_at_the_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_module, "BODY_IDLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(settings_module, "BODY_IDLE_TIMEOUT", 0.5)
     with _running(_settings(body_timeout=30)) as p, _connect(p) as sock:
         sock.sendall(_upload_head() + b"\0" * 100)
         started = time.monotonic()

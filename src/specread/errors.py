@@ -7,14 +7,24 @@ caller can catch either. Messages are built in ``__str__`` from stored fields.
 from __future__ import annotations
 
 __all__ = [
+    "AnswerFormatError",
+    "ApiError",
+    "BadUrlError",
+    "FetchError",
+    "FetchFailedError",
+    "FetchTimeoutError",
+    "FetchTooLargeError",
     "ImageLoadError",
     "InputFormatError",
+    "InputNotFoundError",
     "JobMismatchError",
+    "MissingColumnsError",
     "MissingImagesError",
     "NotFittedError",
     "SpecreadError",
     "UnknownEntityError",
     "UnknownUnitError",
+    "UrlNotAllowedError",
 ]
 
 
@@ -51,6 +61,33 @@ class InputFormatError(SpecreadError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+class InputNotFoundError(InputFormatError, FileNotFoundError):
+    """An input file that does not exist (``filename`` is set, as on the builtin)."""
+
+    def __init__(self, path: str, reason: str = "file not found") -> None:
+        super().__init__(path, reason)
+        self.filename = path
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.reason))
+
+
+class MissingColumnsError(InputFormatError, KeyError):
+    """A CSV without a column it needs (a ``KeyError``, as reading the column from a row would raise)."""
+
+
+class AnswerFormatError(SpecreadError, ValueError):
+    """A non-empty answer that is not ``<number> <unit>`` (a list, a range, a number without unit...)."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(text, reason)
+        self.text = text
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.text!r} is not '<number> <unit>': {self.reason}"
 
 
 class ImageLoadError(SpecreadError, OSError):
@@ -98,3 +135,61 @@ class MissingImagesError(SpecreadError, FileNotFoundError):
 class NotFittedError(SpecreadError, AttributeError):
     def __str__(self) -> str:
         return "this ranker is not fitted yet: call fit() or load a trained model first"
+
+
+# -- the HTTP service --------------------------------------------------------------------------------------------------
+class ApiError(SpecreadError):
+    """An error the service answers as ``{"error": {"code", "message"}}`` with HTTP ``status`` (and ``headers``)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+class FetchError(SpecreadError):
+    """A URL that could not be turned into image bytes; ``status`` is the HTTP status to answer with."""
+
+    status = 502
+    code = "fetch_failed"
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot fetch {self.url}: {self.reason}"
+
+
+class UrlNotAllowedError(FetchError):
+    """The host resolves to an address outside the fetch policy."""
+
+    status = 403
+    code = "url_not_allowed"
+
+
+class BadUrlError(FetchError):
+    """Not an http(s) URL with a host (also when a redirect points to one)."""
+
+    status = 422
+    code = "bad_url"
+
+
+class FetchTooLargeError(FetchError):
+    status = 413
+    code = "remote_too_large"
+
+
+class FetchTimeoutError(FetchError):
+    status = 504
+    code = "fetch_timeout"
+
+
+class FetchFailedError(FetchError):
+    """Connection refused, DNS failure, HTTP error status, broken response..."""

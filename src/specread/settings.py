@@ -11,6 +11,8 @@ identical readers from it, and an output's job record stores it.
 * :class:`ReaderConfig`: which reader, which scorer, the second pass, the
   priors fallback and the OCR cache, with an :class:`OcrSettings` and a
   :class:`VlmSettings` inside.
+* :class:`ServiceSettings`: the HTTP service (pool, limits, timeouts), with a
+  :class:`ReaderConfig` and a :class:`FetchPolicy` (what an image URL fetch may do) inside.
 
 Example:
     >>> from specread.settings import ReaderConfig, preset
@@ -22,15 +24,30 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import math
 import tomllib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["PRESETS", "OcrSettings", "ReaderConfig", "VlmSettings", "preset"]
+__all__ = [
+    "BODY_IDLE_TIMEOUT",
+    "PRESETS",
+    "FetchPolicy",
+    "OcrSettings",
+    "ReaderConfig",
+    "Resolver",
+    "ServiceSettings",
+    "VlmSettings",
+    "is_public_address",
+    "preset",
+]
 
 _FILE: dict[str, Any] = tomllib.loads((files("specread.data") / "settings.toml").read_text(encoding="utf-8"))
 _OCR, _READER, _VLM = _FILE["ocr"], _FILE["reader"], _FILE["vlm"]
+_SERVICE, _FETCH = _FILE["service"], _FILE["fetch"]
 
 
 @dataclass(frozen=True)
@@ -160,3 +177,177 @@ class ReaderConfig:
                 f"retry_side must be 0 (off) or a detector side above the first pass's ({self.ocr.det_side}) "
                 f"and at most max_side ({self.ocr.max_side}); got {self.retry_side}"
             )
+
+
+# -- the service (``specread serve``) ----------------------------------------------------------------------------------
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""``async (host, port) -> [ip, ...]``: how host names become addresses (injectable for tests)."""
+
+BODY_IDLE_TIMEOUT: float = _SERVICE["body_idle_timeout"]
+"""Longest wait for the next piece of a request body (or ``body_timeout``, if shorter)."""
+
+_NON_PUBLIC_V6 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "fec0::/10",  # site-local (deprecated, still routed on some networks)
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "ff00::/8",  # multicast
+        "2001::/32",  # Teredo: tunnels to an IPv4 host we cannot check
+        "64:ff9b:1::/48",  # NAT64 for local use
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "100::/64",  # discard-only
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to (mapped, compatible, NAT64 /96, 6to4), or None."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64 or ip in _V4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for a globally routable unicast address; IPv6 forms that carry an IPv4 address are judged by it."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _NON_PUBLIC_V6):
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_public_address(embedded)
+    return ip.is_global and not ip.is_multicast
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What a URL fetch may do (see :func:`specread.service.fetch.fetch_image`).
+
+    Attributes:
+        allow_private: allow private, loopback, link-local and other non-global
+            addresses (for an operator whose images live on an internal host).
+        allowed_networks: networks (CIDR strings) allowed even when
+            ``allow_private`` is off, e.g. one internal image host.
+        max_bytes: most bytes read from the body.
+        timeout: seconds for the whole fetch, redirects included.
+        connect_timeout: seconds to open one connection.
+        max_redirects: redirects followed before giving up.
+    """
+
+    allow_private: bool = _FETCH["allow_private"]
+    allowed_networks: tuple[str, ...] = tuple(_FETCH["allowed_networks"])
+    max_bytes: int = _FETCH["max_bytes"]
+    timeout: float = _FETCH["timeout"]
+    connect_timeout: float = _FETCH["connect_timeout"]
+    max_redirects: int = _FETCH["max_redirects"]
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.timeout <= 0 or self.connect_timeout <= 0 or self.max_redirects < 0:
+            raise ValueError("max_bytes, timeout and connect_timeout must be positive; max_redirects >= 0")
+        for net in self.allowed_networks:
+            ipaddress.ip_network(net, strict=False)  # fail at start-up, not mid-request
+
+    def address_allowed(self, address: str) -> bool:
+        """True when connecting to ``address`` (an IP literal) is within this policy.
+
+        An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible,
+        NAT64, 6to4) is judged by the IPv4 address, so ``64:ff9b::7f00:1`` is
+        loopback; ``allowed_networks`` may match either.
+        """
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        embedded = _embedded_ipv4(ip)
+        forms = (ip,) if embedded is None else (ip, embedded)
+        networks = [ipaddress.ip_network(net, strict=False) for net in self.allowed_networks]
+        if any(form in net for form in forms for net in networks):
+            return True
+        return self.allow_private or is_public_address(ip)
+
+
+def _service_reader() -> ReaderConfig:
+    return ReaderConfig() if _SERVICE["ocr_cache"] else ReaderConfig(cache_dir=None)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Everything the service is configured with, fixed at start-up.
+
+    Attributes:
+        reader: how each worker builds its reader (scorer, engine, OCR cache).
+            The default is ``ReaderConfig(cache_dir=None)``: no OCR cache, which
+            would grow without bound and tell a client, by timing, whether an
+            image was read before; give a ``cache_dir`` only where clients are trusted.
+        workers: OCR pool size (processes or threads).
+        executor: ``"process"`` (one process per worker: true parallelism) or
+            ``"thread"`` (one process; for tests and tiny deployments).
+        max_upload_bytes: largest accepted image, uploaded or fetched.
+        max_pending: most requests queued for or inside the pool before 503.
+        max_queued_bytes: most image bytes held for queued requests before 503.
+        fetch: URL fetch policy; default: public addresses only, capped at
+            ``max_upload_bytes``.
+        warmup: load the OCR models in every worker before accepting requests.
+        resolver: host-name resolver for URL fetches (the system one if None).
+            Code, not data: left out of comparisons and ``repr``, and a settings
+            object holding one pickles only if the resolver does.
+        header_timeout: seconds a client has to send a request's headers (from
+            connecting, or from the end of the previous response); under
+            :func:`specread.service.app.serve` only.
+        body_timeout: seconds a request body may take in all; no single wait for
+            the next piece may exceed ``min(body_timeout, BODY_IDLE_TIMEOUT)`` (15) seconds.
+        max_connections: open connections served at once; a request on one over
+            it gets 503 (under :func:`specread.service.app.serve`: uvicorn's ``limit_concurrency``).
+        forwarded_allow_ips: proxy addresses or networks (or ``"*"``) whose
+            ``X-Forwarded-For``/``-Proto`` headers are trusted; empty: none.
+    """
+
+    reader: ReaderConfig = field(default_factory=_service_reader)
+    workers: int = _SERVICE["workers"]
+    executor: Literal["process", "thread"] = _SERVICE["executor"]
+    max_upload_bytes: int = _SERVICE["max_upload_bytes"]
+    max_pending: int = _SERVICE["max_pending"]
+    max_queued_bytes: int = _SERVICE["max_queued_bytes"]
+    fetch: FetchPolicy | None = None
+    warmup: bool = _SERVICE["warmup"]
+    resolver: Resolver | None = field(default=None, compare=False, repr=False)
+    header_timeout: float = _SERVICE["header_timeout"]
+    body_timeout: float = _SERVICE["body_timeout"]
+    max_connections: int = _SERVICE["max_connections"]
+    forwarded_allow_ips: tuple[str, ...] = tuple(_SERVICE["forwarded_allow_ips"])
+
+    def __post_init__(self) -> None:
+        counts = (self.workers, self.max_pending, self.max_upload_bytes, self.max_queued_bytes, self.max_connections)
+        if min(counts) < 1:
+            raise ValueError(
+                "workers, max_pending, max_upload_bytes, max_queued_bytes and max_connections must be at least 1"
+            )
+        if self.executor not in ("process", "thread"):
+            raise ValueError(f"unknown executor {self.executor!r}; choose one of: process, thread")
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number of seconds; got {value!r}")
+        if isinstance(self.forwarded_allow_ips, str):
+            raise ValueError("forwarded_allow_ips must be a tuple of addresses, not one string")
+        for ip in self.forwarded_allow_ips:
+            try:
+                if ip != "*":
+                    ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                raise ValueError(f"forwarded_allow_ips: {ip!r} is not an IP address, a network or '*'") from None
+
+    @property
+    def body_idle_timeout(self) -> float:
+        """Longest wait for the next piece of a request body."""
+        return min(self.body_timeout, BODY_IDLE_TIMEOUT)
+
+    @property
+    def fetch_policy(self) -> FetchPolicy:
+        return self.fetch or FetchPolicy(max_bytes=self.max_upload_bytes)

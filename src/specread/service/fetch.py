@@ -17,6 +17,11 @@ host on the private LAN (server-side request forgery). So every fetch here:
 * caps the bytes read (a ``Content-Length`` over the cap fails at once, a body
   that keeps streaming fails as soon as it passes the cap) and the total time.
 
+What a fetch may do is a :class:`specread.settings.FetchPolicy` (its defaults in
+``settings.toml``, ``[fetch]``; the address rule is
+:meth:`~specread.settings.FetchPolicy.address_allowed`); what goes wrong is a
+:class:`specread.errors.FetchError`, whose ``status`` and ``code`` the service answers with.
+
 The guard sits in an :class:`httpcore.AsyncNetworkBackend`, the single place
 where httpcore opens TCP connections, so no code path can connect without it.
 Responses are not decompressed (``Accept-Encoding: identity``), so a small
@@ -29,18 +34,24 @@ Example:
 
 from __future__ import annotations
 
-import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import anyio
 import httpcore
 import httpx
 
-from specread.errors import SpecreadError
+from specread.errors import (
+    BadUrlError,
+    FetchError,
+    FetchFailedError,
+    FetchTimeoutError,
+    FetchTooLargeError,
+    UrlNotAllowedError,
+)
+from specread.settings import FetchPolicy, Resolver, is_public_address
 
-__all__ = [
+__all__ = [  # the errors and the policy live in specread.errors and specread.settings; here for fetch's callers
     "BadUrlError",
     "FetchError",
     "FetchFailedError",
@@ -55,140 +66,8 @@ __all__ = [
     "system_resolver",
 ]
 
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""``async (host, port) -> [ip, ...]``: how host names become addresses (injectable for tests)."""
-
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "specread-service/1 (+image fetch)"
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    """What a URL fetch may do.
-
-    Attributes:
-        allow_private: allow private, loopback, link-local and other non-global
-            addresses (for an operator whose images live on an internal host).
-        allowed_networks: networks (CIDR strings) allowed even when
-            ``allow_private`` is off, e.g. one internal image host.
-        max_bytes: most bytes read from the body.
-        timeout: seconds for the whole fetch, redirects included.
-        connect_timeout: seconds to open one connection.
-        max_redirects: redirects followed before giving up.
-    """
-
-    allow_private: bool = False
-    allowed_networks: tuple[str, ...] = ()
-    max_bytes: int = 20 * 1024 * 1024
-    timeout: float = 15.0
-    connect_timeout: float = 5.0
-    max_redirects: int = 5
-
-    def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.timeout <= 0 or self.connect_timeout <= 0 or self.max_redirects < 0:
-            raise ValueError("max_bytes, timeout and connect_timeout must be positive; max_redirects >= 0")
-        for net in self.allowed_networks:
-            ipaddress.ip_network(net, strict=False)  # fail at start-up, not mid-request
-
-    def address_allowed(self, address: str) -> bool:
-        """True when connecting to ``address`` (an IP literal) is within this policy.
-
-        An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible,
-        NAT64, 6to4) is judged by the IPv4 address, so ``64:ff9b::7f00:1`` is
-        loopback; ``allowed_networks`` may match either.
-        """
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        embedded = _embedded_ipv4(ip)
-        forms = (ip,) if embedded is None else (ip, embedded)
-        networks = [ipaddress.ip_network(net, strict=False) for net in self.allowed_networks]
-        if any(form in net for form in forms for net in networks):
-            return True
-        return self.allow_private or is_public_address(ip)
-
-
-_NON_PUBLIC_V6 = tuple(
-    ipaddress.IPv6Network(net)
-    for net in (
-        "::/128",  # unspecified
-        "::1/128",  # loopback
-        "fec0::/10",  # site-local (deprecated, still routed on some networks)
-        "fc00::/7",  # unique local
-        "fe80::/10",  # link-local
-        "ff00::/8",  # multicast
-        "2001::/32",  # Teredo: tunnels to an IPv4 host we cannot check
-        "64:ff9b:1::/48",  # NAT64 for local use
-        "2001:db8::/32",  # documentation
-        "3fff::/20",  # documentation
-        "100::/64",  # discard-only
-    )
-)
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-
-
-def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one leads to (mapped, compatible, NAT64 /96, 6to4), or None."""
-    if isinstance(ip, ipaddress.IPv4Address):
-        return None
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in _NAT64 or ip in _V4_COMPATIBLE:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip.sixtofour
-
-
-def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for a globally routable unicast address; IPv6 forms that carry an IPv4 address are judged by it."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if any(ip in net for net in _NON_PUBLIC_V6):
-            return False
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            return is_public_address(embedded)
-    return ip.is_global and not ip.is_multicast
-
-
-class FetchError(SpecreadError):
-    """A URL that could not be turned into image bytes; ``status`` is the HTTP status to answer with."""
-
-    status = 502
-    code = "fetch_failed"
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(url, reason)
-        self.url = url
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"cannot fetch {self.url}: {self.reason}"
-
-
-class UrlNotAllowedError(FetchError):
-    """The host resolves to an address outside the fetch policy."""
-
-    status = 403
-    code = "url_not_allowed"
-
-
-class BadUrlError(FetchError):
-    """Not an http(s) URL with a host (also when a redirect points to one)."""
-
-    status = 422
-    code = "bad_url"
-
-
-class FetchTooLargeError(FetchError):
-    status = 413
-    code = "remote_too_large"
-
-
-class FetchTimeoutError(FetchError):
-    status = 504
-    code = "fetch_timeout"
-
-
-class FetchFailedError(FetchError):
-    """Connection refused, DNS failure, HTTP error status, broken response..."""
 
 
 async def system_resolver(host: str, port: int) -> list[str]:

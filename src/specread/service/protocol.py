@@ -21,7 +21,7 @@ protocol faults and the concurrency limit in plain text. The subclass here:
   not make the kernel reset the connection and destroy the answer.
 
 Body timeouts are not here but in the ASGI guard middleware
-(:class:`specread.service.app._GuardMiddleware`), so they hold under any server.
+(:class:`specread.service.guards.GuardMiddleware`), so they hold under any server.
 
 Example:
     >>> import uvicorn

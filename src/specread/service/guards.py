@@ -1,0 +1,221 @@
+"""What stands between a client and the OCR pool: image sniffing, bounded uploads and the guard middleware.
+
+* :func:`check_image` opens only common raster formats (never EPS or other
+  formats that run external programs) and checks the pixel count against
+  Pillow's ``MAX_IMAGE_PIXELS`` (the decompression-bomb limit) from the
+  header, before anything is decoded.
+* :func:`read_upload` reads an uploaded file in pieces, up to a limit.
+* :class:`GuardMiddleware` guards every HTTP request whatever the ASGI server:
+  body size and time limits, HEAD as GET, relative redirects, security headers.
+
+Every error here is answered as the service's JSON error document
+(:func:`error_response`).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+from fastapi import UploadFile
+from fastapi.responses import JSONResponse
+from PIL import Image, UnidentifiedImageError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from specread.errors import ApiError
+from specread.io.images import IMAGE_FORMATS
+
+__all__ = ["FORM_SLACK", "GuardMiddleware", "check_image", "error_response", "http_error_response", "read_upload"]
+
+MiB = 1024 * 1024
+FORM_SLACK = 256 * 1024
+"""Bytes a request body may carry beyond the image: multipart boundaries and the small text fields around it."""
+
+_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data: blob: http: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "body_timeout",
+    413: "upload_too_large",
+}
+"""Error codes of the HTTP errors starlette and the middleware raise, by status."""
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The service's error document, ``{"error": {"code", "message", "details"?}}``, with ``status``."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """A starlette (or middleware) HTTP error as the service's error document."""
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+# -- input checks --------------------------------------------------------------------------------------------------
+def check_image(data: bytes) -> tuple[str, int, int]:
+    """Sniff an encoded image from its header, without decoding the pixels.
+
+    Returns:
+        ``(format, width, height)``.
+
+    Raises:
+        ApiError: 415 not an image of :data:`specread.io.images.IMAGE_FORMATS` (the
+            formats the decoder reads); 422 empty, corrupt header, or more pixels
+            than ``PIL.Image.MAX_IMAGE_PIXELS``.
+    """
+    if not data:
+        raise ApiError(422, "bad_image", "the image is empty")
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            fmt, (width, height) = str(img.format), img.size
+    except Image.DecompressionBombError as exc:
+        raise ApiError(422, "image_too_large", f"the image has too many pixels ({exc})") from None
+    except UnidentifiedImageError:
+        formats = ", ".join(IMAGE_FORMATS)
+        raise ApiError(415, "not_an_image", f"not an image in a supported format ({formats})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ApiError(422, "bad_image", f"the image header is corrupt ({exc})") from None
+    if limit and width * height > limit:
+        raise ApiError(
+            422,
+            "image_too_large",
+            f"the image is {width}x{height} = {width * height} pixels; the limit is {limit} (decompression-bomb guard)",
+        )
+    return fmt, width, height
+
+
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
+    """The uploaded file's bytes, read a MiB at a time.
+
+    Raises:
+        ApiError: 413 past ``limit`` bytes.
+    """
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await upload.read(MiB):
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(413, "upload_too_large", f"the image is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# -- the middleware ------------------------------------------------------------------------------------------------
+class _BodyError(StarletteHTTPException):
+    """Raised from ``receive``; an HTTPException so FastAPI's body parser passes it through to the handlers."""
+
+
+class _BodyTooLarge(_BodyError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the upload is larger than the limit of {limit} bytes")
+
+
+class _BodyTimeout(_BodyError):
+    def __init__(self, message: str) -> None:
+        super().__init__(408, message, headers={"Connection": "close"})
+
+
+def _path_only(location: bytes) -> bytes:
+    """A redirect target reduced to its path and query: never a host from the client's ``Host`` header, nor ``//x``."""
+    parts = urlsplit(location.decode("latin-1"))
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment)).encode("latin-1")
+
+
+class GuardMiddleware:
+    """Guards every HTTP request, whatever the ASGI server.
+
+    * counts request-body bytes as they arrive (413 past ``max_body``);
+    * times the body: all of it within ``body_timeout`` seconds, no wait for the
+      next piece over ``body_idle_timeout`` (408 and ``Connection: close``);
+    * runs HEAD as GET and drops the body, so HEAD works wherever GET does;
+    * makes redirect ``Location`` headers relative (no ``Host`` reflection);
+    * adds security headers (and a CSP on the web page).
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body: int, max_upload: int, body_timeout: float = 60.0, body_idle_timeout: float = 15.0
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_upload = max_upload
+        self.body_timeout = body_timeout
+        self.body_idle_timeout = min(body_idle_timeout, body_timeout)
+
+    def _timeout(self, deadline: float) -> _BodyTimeout:
+        if anyio.current_time() >= deadline:
+            return _BodyTimeout(f"the request body did not arrive within {self.body_timeout:g} s")
+        return _BodyTimeout(f"the request body stalled: nothing arrived for {self.body_idle_timeout:g} s")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+        body_done = False
+        started = False
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
+        page = scope["path"] == "/" or scope["path"].startswith("/static/")
+        deadline = anyio.current_time() + self.body_timeout
+
+        async def limited_receive() -> Message:
+            nonlocal received, body_done
+            if body_done:  # after the body only a disconnect can come: no deadline
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, min(self.body_idle_timeout, deadline - anyio.current_time()))):
+                    message = await receive()
+            except TimeoutError:
+                raise self._timeout(deadline) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge(self.max_upload)
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                redirect = 300 <= message["status"] < 400
+                headers = [
+                    (k, _path_only(v) if redirect and k.lower() == b"location" else v)
+                    for k, v in message.get("headers", [])
+                ]
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if page:
+                    headers.append((b"content-security-policy", _PAGE_CSP.encode()))
+                message = {**message, "headers": headers}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > self.max_body:  # refuse before reading a byte
+            await http_error_response(_BodyTooLarge(self.max_upload))(scope, receive, guarded_send)
+            return
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _BodyError as exc:  # raised outside a route (a route's own read is answered by the handlers)
+            if started:
+                raise
+            await http_error_response(exc)(scope, receive, guarded_send)
