@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from specread.settings import ReaderConfig
 from specread.units.registry import get_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from hostile_corpus import png_file
+from hostile_corpus import jpeg_scan_bomb, png_file
 
 HEADER = ["index", "image_link", "group_id", "entity_name"]
 ENTITIES = ("item_weight", "width", "voltage")
@@ -86,6 +87,15 @@ def test_pictures_between_the_bomb_warning_and_error_limits_are_refused(monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow only warns up to twice this
     with pytest.raises(OSError, match="too large"):
         decode_image(_encode(Image.new("RGB", (40, 40)), "PNG"))
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_at_once() -> None:
+    started = time.perf_counter()
+    with pytest.raises(OSError, match="too many JPEG scans"):
+        decode_image(jpeg_scan_bomb(9000, 9000, 3000), max_side=2000)
+    assert time.perf_counter() - started < 1.0
+    progressive = _encode(Image.new("RGB", (300, 200), "white"), "JPEG", progressive=True)
+    assert decode_image(progressive).shape == (200, 300, 3)
 
 
 _MEASURE = """

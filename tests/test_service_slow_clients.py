@@ -268,6 +268,11 @@ CHUNKED = (
         (b"GET / HTTP/1.1\r\nHost: test\r\nBad Header: x\r\n\r\n", 400, "bad_request"),
         (b"POST /v1/read HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented"),
         (CHUNKED + b"5\r\n--b\r\n\r\nzz\r\n", 400, "bad_request"),  # broken mid-body, the app already running
+        (  # 10,000 small headers sent in one go: complete, so h11's size limit never sees them
+            b"GET /healthz HTTP/1.1\r\nHost: test\r\n" + b"".join(b"X-%d: a\r\n" % i for i in range(10000)) + b"\r\n",
+            431,
+            "headers_too_large",
+        ),
     ],
     ids=[
         "request-line",
@@ -277,6 +282,7 @@ CHUNKED = (
         "space-in-name",
         "gzip-te",
         "bad-chunk",
+        "10000-headers",
     ],
 )
 def test_protocol_faults_get_json_errors(port: int, request_bytes: bytes, status: int, code: str) -> None:

@@ -31,11 +31,23 @@ listed only when this Pillow build can decode it, so what the service accepts is
 always what the decoder reads.
 """
 
+MAX_JPEG_SCANS = 100
+"""Most scans a JPEG may have. A progressive photo has about 10; each scan is a pass over every
+8x8 block of the picture, so 3,000 empty scans (30 KB) cost half a minute of decoding."""
+
 CHECK_SIDE = 1024
 """The side to decode at when a file is only checked to be a readable picture (downloads, label
 cleaning): a reduced decode still reads every byte, and costs a fraction of a full one."""
 
-__all__ = ["CHECK_SIDE", "IMAGE_FORMATS", "decode_image", "image_digest", "load_image", "read_image_bytes"]
+__all__ = [
+    "CHECK_SIDE",
+    "IMAGE_FORMATS",
+    "MAX_JPEG_SCANS",
+    "decode_image",
+    "image_digest",
+    "load_image",
+    "read_image_bytes",
+]
 
 
 def image_digest(data: bytes) -> str:
@@ -63,6 +75,10 @@ def decode_image(data: bytes, name: str = "<bytes>", max_side: int | None = None
     """
     if not data:
         raise ImageLoadError(name, "file is empty")
+    if data[:2] == b"\xff\xd8":  # Start-of-scan markers: entropy-coded data escapes 0xFF, so each is a scan
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise ImageLoadError(name, f"too many JPEG scans ({scans}; at most {MAX_JPEG_SCANS}: a decoding bomb)")
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse them all.

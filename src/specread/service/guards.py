@@ -32,6 +32,13 @@ __all__ = ["FORM_SLACK", "GuardMiddleware", "check_image", "error_response", "ht
 
 MiB = 1024 * 1024
 FORM_SLACK = 256 * 1024
+
+MAX_HEADER_BYTES = 16 * 1024
+"""Largest request header block. uvicorn's h11 refuses a larger one only while it is still
+incomplete: 10,000 headers arriving in one read would otherwise be parsed and served."""
+
+MAX_HEADERS = 100
+"""Most header lines in one request (browsers send about 20)."""
 """Bytes a request body may carry beyond the image: multipart boundaries and the small text fields around it."""
 
 _PAGE_CSP = (
@@ -142,6 +149,7 @@ class GuardMiddleware:
     * counts request-body bytes as they arrive (413 past ``max_body``);
     * times the body: all of it within ``body_timeout`` seconds, no wait for the
       next piece over ``body_idle_timeout`` (408 and ``Connection: close``);
+    * refuses more than :data:`MAX_HEADERS` headers or :data:`MAX_HEADER_BYTES` of them (431);
     * runs HEAD as GET and drops the body, so HEAD works wherever GET does;
     * makes redirect ``Location`` headers relative (no ``Host`` reflection);
     * adds security headers (and a CSP on the web page).
@@ -209,6 +217,11 @@ class GuardMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
+        if len(scope["headers"]) > MAX_HEADERS or sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            too_many = f"more than {MAX_HEADERS} headers or {MAX_HEADER_BYTES} bytes of them"
+            answer = error_response(431, "headers_too_large", too_many, headers={"Connection": "close"})
+            await answer(scope, receive, guarded_send)
+            return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > self.max_body:  # refuse before reading a byte
             await http_error_response(_BodyTooLarge(self.max_upload))(scope, receive, guarded_send)
