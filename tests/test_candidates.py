@@ -139,7 +139,7 @@ def test_read_page_without_candidates() -> None:
     assert preds["voltage"].text == "" and preds["voltage"].value is None
     preds = make_reader(FakeEngine(), priors_fallback=True).read_page(page, ["voltage"]).predictions
     assert preds["voltage"].source == "prior"
-    assert preds["voltage"].unit in ("volt", "kilovolt", "millivolt")
+    assert preds["voltage"].text == load_priors().describe("voltage") != ""  # the prior's guess, not any unit
 
 
 def test_read_page_rejects_unknown_entities() -> None:

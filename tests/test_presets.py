@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from specread.ocr import engine as engine_module
 from specread.ocr.engine import RapidOcrEngine, _keep_output_classes, _RecBatches, latin_classes
 from specread.readers import build_reader
 from specread.settings import PRESETS, ReaderConfig, preset
@@ -40,12 +41,33 @@ def test_fingerprint_reflects_every_reading_option(option: str) -> None:
 
 
 def test_fingerprint_names_the_precision_that_really_runs() -> None:
+    import openvino as ov
+
+    cpu_has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    expected = "bf16" if cpu_has_bf16 else "f32"
     f32 = RapidOcrEngine(backend="openvino")
     bf16 = RapidOcrEngine(backend="openvino", precision="bf16")
 
-    assert f32.fingerprint().endswith("-ov-f32")
-    assert bf16.fingerprint().endswith(f"-ov-{bf16.effective_precision()}")
-    assert bf16.effective_precision() in ("f32", "bf16")
+    assert f32.effective_precision() == "f32" and f32.fingerprint().endswith("-ov-f32")
+    assert bf16.effective_precision() == expected
+    assert bf16.fingerprint().endswith(f"-ov-{expected}")
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "expected"),
+    [(("BF16", "FP32", "INT8"), "bf16"), (("FP32", "INT8"), "f32")],
+    ids=["bf16-cpu", "f32-only-cpu"],
+)
+def test_bf16_runs_only_where_the_cpu_has_it(
+    monkeypatch: pytest.MonkeyPatch, capabilities: tuple[str, ...], expected: str
+) -> None:
+    monkeypatch.setattr(engine_module, "_openvino_capabilities", lambda: capabilities)
+
+    bf16 = RapidOcrEngine(backend="openvino", precision="bf16")
+
+    assert bf16.effective_precision() == expected
+    assert bf16.fingerprint().endswith(f"-ov-{expected}")
+    assert RapidOcrEngine(backend="openvino").effective_precision() == "f32"  # f32 asked: f32 on any CPU
 
 
 def test_latin_charset_is_fingerprinted_and_needs_openvino() -> None:

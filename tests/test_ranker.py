@@ -117,11 +117,14 @@ def test_twin_and_position_features() -> None:
 def test_keywords_of_rival_entities_count_against() -> None:
     rows = _make_rows(1, seed=0)
     weight = next(r for r in rows if r.entity == "item_weight")
-    feats = _features(weight.page, "item_weight")
-    assert feats[500.0 if 500.0 in feats else next(iter(feats))]["kw_self"] in (0.0, 1.0)
-    net = next(v for v, f in feats.items() if f["kw_self"] == 1.0)
-    load = next(v for v, f in feats.items() if f["kw_other"] == 1.0)
-    assert weight.gold.startswith(f"{net:g}") and net != load
+    max_load = next(r for r in rows if r.entity == "maximum_weight_recommendation")
+    net, load = float(weight.gold.split()[0]), float(max_load.gold.split()[0])
+    assert net != load, "the page must print two different values"
+    # "Net Wt {net} g" names item_weight; "Max load {load} kg" names its rival, and the other way round.
+    as_weight = _features(weight.page, "item_weight")
+    as_load = _features(weight.page, "maximum_weight_recommendation")
+    assert {v: (f["kw_self"], f["kw_other"]) for v, f in as_weight.items()} == {net: (1.0, 0.0), load: (0.0, 1.0)}
+    assert {v: (f["kw_self"], f["kw_other"]) for v, f in as_load.items()} == {net: (0.0, 1.0), load: (1.0, 0.0)}
 
 
 def test_rules_and_features_agree_on_matrix_and_candidates() -> None:
@@ -180,7 +183,11 @@ def test_estimator_contract() -> None:
         model.fit(np.zeros((2, len(FEATURE_NAMES))), np.array([0, 0]), np.array([0, 0]))
     with pytest.raises(ValueError, match="ignore"):
         CandidateRanker(ignore_features=("no_such_feature",))
-    assert model.predict_proba.__self__ is model and not hasattr(model, "booster_")
+    assert not hasattr(model, "booster_")  # a refused fit learns nothing
+    assert CandidateRanker(**model.get_params()).get_params() == model.get_params()  # params round-trip (clone)
+    X, y, q = build_examples(_make_rows(2, seed=0), load_priors())
+    assert model.fit(X, y, q) is model and hasattr(model, "booster_")  # fit returns self, state ends in _
+    assert model.predict_proba(X, q).shape == (len(X),)
 
 
 def test_grouped_folds_never_split_an_image_or_a_group() -> None:

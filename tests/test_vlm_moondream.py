@@ -18,16 +18,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="the vlm extra is not installed")
+pytest.importorskip("transformers", reason="the vlm extra is not installed")
+pytest.importorskip("peft", reason="the vlm extra is not installed")
+
 import torch
 from PIL import Image
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from specread.vlm import backends
-from specread.vlm.backends import MoondreamBackend, load_backend
+from specread.vlm.backends import MoondreamBackend, TrainableVlmBackend, load_backend
 from specread.vlm.finetune import FinetuneConfig, finetune
 from specread.vlm.prompt import PromptTemplate
 from specread.vlm.reader import VlmReader
-from specread.vlm.tiny import build_tokenizer
+from vlm_tiny import build_tokenizer
 
 
 class _QueryMoondream:
@@ -157,6 +162,7 @@ def _answers(model: _LegacyMoondream, backend: MoondreamBackend, images, prompts
 def test_text_only_training_learns_the_answers_and_freezes_vision(tokenizer) -> None:
     model = _LegacyMoondream(len(tokenizer))
     backend = MoondreamBackend(model, tokenizer)
+    assert isinstance(backend, TrainableVlmBackend)  # everything the fine-tuning loop calls is there
     names = backend.prepare_training("text-only")
     assert names and all(n.startswith("text_model.") for n in names)
     vision_before = {k: v.clone() for k, v in model.vision_encoder.state_dict().items()}

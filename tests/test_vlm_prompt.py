@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from specread.errors import UnknownEntityError
+from specread.answer import Answer
+from specread.errors import AnswerFormatError, UnknownEntityError
 from specread.units.registry import get_registry
 from specread.vlm.prompt import (
     BLANK,
@@ -63,23 +64,23 @@ def test_load_template_reads_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "entity", "expected"),
     [
-        ("500.0 gram", "item_weight", (500.0, "gram")),
-        ("500 grams", "item_weight", (500.0, "gram")),
-        (" 12 oz", "item_volume", (12.0, "fluid ounce")),  # the entity's coercion applies
-        ("1.5 kilowatt", "wattage", (1.5, "kilowatt")),
+        ("500.0 gram", "item_weight", Answer(500.0, "gram")),
+        ("500 grams", "item_weight", Answer(500.0, "gram")),
+        (" 12 oz", "item_volume", Answer(12.0, "fluid ounce")),  # the entity's coercion applies
+        ("1.5 kilowatt", "wattage", Answer(1.5, "kilowatt")),
         ("blank", "voltage", None),
         ('"Blank".', "voltage", None),
         ("", "width", None),
         ("12.0 volt", "item_weight", None),  # a unit the entity does not allow
         ("about three kilos", "item_weight", None),
-        ("The weight is 2.5 kg net", "item_weight", (2.5, "kilogram")),
+        ("The weight is 2.5 kg net", "item_weight", Answer(2.5, "kilogram")),
     ],
 )
-def test_parse_answer_gives_only_valid_values(text: str, entity: str, expected: tuple[float, str] | None) -> None:
+def test_parse_answer_gives_only_valid_values(text: str, entity: str, expected: Answer | None) -> None:
     got = parse_answer(text, entity)
     assert got == expected
     if got is not None:
-        assert got[1] in get_registry().allowed(entity)
+        assert got.unit in get_registry().allowed(entity)
 
 
 def test_target_text_is_canonical_or_blank() -> None:
@@ -87,6 +88,13 @@ def test_target_text_is_canonical_or_blank() -> None:
     assert target_text("0.709 gram") == "0.709 gram"
     assert target_text("") == BLANK
     assert target_text("  ") == BLANK
+    assert target_text("5 fluid  ounce") == "5.0 fluid ounce"
+
+
+@pytest.mark.parametrize("label", ["[100.0, 240.0] volt", "10 to 15 kilogram", "500", "about 5 gram"])
+def test_target_text_refuses_a_label_that_is_not_an_answer(label: str) -> None:
+    with pytest.raises(AnswerFormatError):
+        target_text(label)
 
 
 def test_entity_phrase() -> None:
@@ -100,7 +108,7 @@ def test_the_default_install_never_imports_torch() -> None:
     code = (
         "import sys, specread.cli, specread.pipeline, specread.vlm.reader, specread.vlm.finetune, "
         "specread.vlm.backends, specread.labels.clean; "
-        "bad = [m for m in ('torch', 'transformers', 'peft', 'matplotlib') if m in sys.modules]; "
+        "bad = [m for m in ('torch', 'transformers', 'peft', 'matplotlib') if sys.modules.get(m) is not None]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,7 +16,7 @@ from specread.metrics import score_rows
 from specread.readers import build_reader
 from specread.settings import ReaderConfig, VlmSettings
 from specread.units.registry import get_registry
-from specread.vlm.backends import Generation
+from specread.vlm.base import Generation, TrainableVlmBackend, VlmBackend
 from specread.vlm.prompt import PromptTemplate
 from specread.vlm.reader import HybridReader, VlmReader, build_vlm_reader, template_for
 
@@ -43,6 +43,13 @@ class _ScriptedBackend:
 def _make_image(path: Path) -> Path:
     Image.new("RGB", (40, 30), (250, 240, 230)).save(path)
     return path
+
+
+def test_a_generate_method_is_all_a_reader_backend_needs() -> None:
+    """The scripted stand-in is a ``VlmBackend`` (the reader's type) but cannot be fine-tuned."""
+    backend = _ScriptedBackend({"depth": "4 inch"})
+    assert isinstance(backend, VlmBackend) and not isinstance(backend, TrainableVlmBackend)
+    assert not isinstance(object(), VlmBackend)
 
 
 def test_vlm_reader_parses_answers_into_valid_predictions(tmp_path: Path) -> None:
@@ -136,8 +143,8 @@ def test_build_vlm_reader_needs_a_model() -> None:
 
 def test_template_for_prefers_option_then_model_card(tmp_path: Path) -> None:
     (tmp_path / "specread_vlm.json").write_text('{"template": "Read {entity}."}', encoding="utf-8")
-    assert template_for(tmp_path, {}).render("depth") == "Read depth."
+    assert template_for(tmp_path, VlmSettings()).render("depth") == "Read depth."
     custom = tmp_path / "t.txt"
     custom.write_text("What {entity}?", encoding="utf-8")
-    assert template_for(tmp_path, {"prompt_template": str(custom)}).render("depth") == "What depth?"
-    assert template_for(tmp_path / "elsewhere", {}) == PromptTemplate()
+    assert template_for(tmp_path, VlmSettings(prompt_template=str(custom))).render("depth") == "What depth?"
+    assert template_for(tmp_path / "elsewhere", VlmSettings()) == PromptTemplate()

@@ -110,7 +110,7 @@ class VlmSettings:
 
     Attributes:
         model: a model folder or hub id ("" for none).
-        threshold: hybrid: rows whose OCR confidence is under this go to the VLM.
+        threshold: hybrid: rows whose OCR confidence is under this go to the VLM (above 1: every row).
         batch_size: prompts per ``generate`` call.
         batch_images: images per ``read_many`` call in the batch runner.
         max_new_tokens: answer length cap.
@@ -139,8 +139,8 @@ class VlmSettings:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.batch_images < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size, batch_images and max_new_tokens must be at least 1")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1; got {self.threshold}")
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a number; got {self.threshold}")
 
 
 @dataclass(frozen=True)

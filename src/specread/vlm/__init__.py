@@ -1,14 +1,16 @@
-"""The optional VLM path: prompts, model adapters, readers, fine-tuning and tiny test models.
+"""The optional VLM path: prompts, model adapters, readers and fine-tuning.
 
 Modules (torch and transformers are imported lazily, inside functions, so
 ``import specread.vlm`` and :mod:`specread.vlm.prompt` work without the
 ``vlm`` extra):
 
 * :mod:`specread.vlm.prompt`: the reference prompt, templates, answer parsing;
-* :mod:`specread.vlm.backends`: transformers-native VLMs and Moondream2 behind one interface;
+* :mod:`specread.vlm.base`: the backend protocols (``VlmBackend``, ``TrainableVlmBackend``);
+* :mod:`specread.vlm.backends`: transformers-native VLMs and Moondream2 behind those protocols;
 * :mod:`specread.vlm.reader`: ``build_vlm_reader`` (``reader="vlm"`` / ``"hybrid"``);
-* :mod:`specread.vlm.data` and :mod:`specread.vlm.finetune`: resumable fine-tuning;
-* :mod:`specread.vlm.tiny`: tiny random models built locally for tests.
+* :mod:`specread.vlm.data` and :mod:`specread.vlm.finetune`: resumable fine-tuning.
+
+The tiny random models the VLM tests build live with the tests (``tests/vlm_tiny.py``).
 """
 
 __all__: list[str] = []

@@ -15,11 +15,16 @@ Two families are supported:
   ``text_model`` (2024 revisions only; the 2025 revisions need their own
   training scripts).
 
-Every adapter offers ``generate`` (batched, greedy, with a confidence: the
-geometric-mean probability of the generated tokens where the model exposes
-scores), ``loss`` for training, ``prepare_training`` (vision frozen, language
-part trained fully or through LoRA) and ``save``. torch and transformers are
-imported here only, lazily, so the default install never needs them.
+Both implement :class:`specread.vlm.base.TrainableVlmBackend` (structurally):
+``generate`` (batched, greedy, with a confidence: the geometric-mean
+probability of the generated tokens where the model exposes scores), ``loss``
+for training, ``prepare_training`` (vision frozen, language part trained fully
+or through LoRA), ``trainable_state`` / ``load_trainable_state`` for
+checkpoints and ``save``. What the two families share (freezing, LoRA,
+checkpoint state, merging on save, loading) lives in :class:`_TrainingMixin`
+and :func:`_load_model`; each adapter adds only its inference and its loss.
+torch and transformers are imported here only, lazily, so the default install
+never needs them.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from specread.vlm.base import Generation, TrainableVlmBackend, VlmBackend
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -42,6 +48,8 @@ __all__ = [
     "Generation",
     "HFBackend",
     "MoondreamBackend",
+    "TrainableVlmBackend",
+    "VlmBackend",
     "load_backend",
     "resolve_device",
     "resolve_dtype",
@@ -61,14 +69,6 @@ VISION_KEYS = (
     "vision",
 )
 """Parameter-name parts that mark the vision side (encoder and projector): frozen when training the language part."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One generated answer and how sure the model was (0..1; 0.5 when the model gives no scores)."""
-
-    text: str
-    confidence: float
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -104,6 +104,14 @@ def _dtype_kwargs(dtype: torch.dtype) -> dict[str, Any]:
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
+def _load_model(auto: Any, path: str | Path, device: str | None, dtype: str | None, **kwargs: Any) -> tuple[Any, str]:
+    """``auto.from_pretrained(path)`` in the resolved dtype, moved to the resolved device, in eval mode."""
+    device = resolve_device(device)
+    model = auto.from_pretrained(str(path), **kwargs, **_dtype_kwargs(resolve_dtype(dtype, device))).to(device)
+    model.eval()
+    return model, device
+
+
 def _is_vision(name: str) -> bool:
     parts = name.split(".")
     return any(key in parts for key in VISION_KEYS)
@@ -128,8 +136,15 @@ def _lora_targets(model: torch.nn.Module, language_only: Callable[[str], bool]) 
 
 
 class _TrainingMixin:
-    """Freezing, LoRA wrapping and trainable-state handling shared by the adapters."""
+    """Freezing, LoRA wrapping, trainable state and merging on save, shared by the adapters.
 
+    An adapter says what it trains through three hooks: :meth:`_trainable_root`
+    (the module that learns: the whole model, or Moondream's ``text_model``),
+    :meth:`_set_trainable_root` (where a LoRA-wrapped or merged root goes back)
+    and :meth:`_language_param` (which names under the root are language side).
+    """
+
+    name: str
     model: Any
     lora: bool = False
 
@@ -152,6 +167,8 @@ class _TrainingMixin:
         if mode not in ("text-only", "lora"):
             raise ValueError(f"unknown training mode {mode!r}; choose text-only or lora")
         model = self._trainable_root()
+        for p in self.model.parameters():  # what lies outside the root never learns
+            p.requires_grad_(False)
         if mode == "lora":
             from peft import LoraConfig, get_peft_model
 
@@ -192,12 +209,15 @@ class _TrainingMixin:
             for name, value in state.items():
                 params[name].copy_(value.to(params[name].device, params[name].dtype))
 
-    def _merged(self) -> Any:
-        return self.model.merge_and_unload() if self.lora else self.model
+    def _merge_lora(self) -> None:
+        """Fold trained LoRA adapters into the root's weights (a plain model again); no-op without LoRA."""
+        if self.lora:
+            self._set_trainable_root(self._trainable_root().merge_and_unload())
+            self.lora = False
 
 
 class HFBackend(_TrainingMixin):
-    """A transformers-native image-text-to-text model with its processor.
+    """A transformers-native image-text-to-text model with its processor (a :class:`TrainableVlmBackend`).
 
     Args:
         model: e.g. ``LlavaForConditionalGeneration``, ``Idefics3ForConditionalGeneration``.
@@ -232,13 +252,10 @@ class HFBackend(_TrainingMixin):
         import transformers
         from transformers import AutoProcessor
 
-        device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, device)
         auto = getattr(transformers, "AutoModelForImageTextToText", None) or transformers.AutoModelForVision2Seq
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         processor = AutoProcessor.from_pretrained(str(path), **kwargs)
-        model = auto.from_pretrained(str(path), **kwargs, **_dtype_kwargs(torch_dtype)).to(device)
-        model.eval()
+        model, device = _load_model(auto, path, device, dtype, **kwargs)
         return cls(model, processor, device)
 
     # -- prompts ---------------------------------------------------------------
@@ -336,13 +353,13 @@ class HFBackend(_TrainingMixin):
 
     def save(self, out_dir: str | Path) -> None:
         """Write a folder that ``load_backend`` (and ``specread predict --model``) loads; LoRA is merged in."""
-        model = self._merged()
-        model.save_pretrained(str(out_dir))
+        self._merge_lora()
+        self.model.save_pretrained(str(out_dir))
         self.processor.save_pretrained(str(out_dir))
 
 
 class MoondreamBackend(_TrainingMixin):
-    """Moondream2 through its own (remote-code) methods.
+    """Moondream2 through its own (remote-code) methods (a :class:`TrainableVlmBackend`).
 
     Args:
         model: the object ``AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True)`` returns.
@@ -366,27 +383,21 @@ class MoondreamBackend(_TrainingMixin):
         """Load Moondream2 (its code comes with its weights, so remote code is trusted)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, device)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), revision=revision, trust_remote_code=True, **_dtype_kwargs(torch_dtype)
-        ).to(device)
-        model.eval()
+        model, device = _load_model(
+            AutoModelForCausalLM, path, device, dtype, revision=revision, trust_remote_code=True
+        )
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path), revision=revision)
         except (OSError, ValueError):  # 2025 revisions carry their own tokenizer inside the model
             tokenizer = None
         return cls(model, tokenizer, device)
 
-    def _root(self) -> Any:
-        return self.model  # LoRA wraps text_model in place, never the whole model
-
     # -- inference -------------------------------------------------------------
     def generate(
         self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int = 24
     ) -> list[Generation]:
         """Answers through ``query`` (new API), ``batch_answer`` or ``encode_image`` + ``answer_question``."""
-        model = self._root()
+        model = self.model  # LoRA wraps text_model in place, never the whole model
         texts: list[str]
         if hasattr(model, "query"):
             encoded: dict[int, Any] = {}
@@ -411,7 +422,7 @@ class MoondreamBackend(_TrainingMixin):
 
     # -- training (2024 revisions: vision_encoder + text_model) ---------------
     def _trainable_root(self) -> Any:
-        model = self._root()
+        model = self.model
         if not (hasattr(model, "vision_encoder") and hasattr(model, "text_model")):
             raise ValueError(
                 "fine-tuning needs a Moondream2 revision with vision_encoder and text_model (2024 revisions); "
@@ -422,38 +433,16 @@ class MoondreamBackend(_TrainingMixin):
         return model.text_model
 
     def _set_trainable_root(self, module: Any) -> None:
-        self._root().text_model = module
+        self.model.text_model = module
 
     def _language_param(self, name: str) -> bool:
-        return True  # the root is text_model already
-
-    def prepare_training(
-        self, mode: str = "text-only", lora_rank: int = 16, lora_alpha: int = 32, train_projector: bool = False
-    ) -> list[str]:
-        """Freeze everything, then train ``text_model`` (fully or via LoRA), as the reference did."""
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        root = self._trainable_root()
-        if mode == "text-only":
-            for p in root.parameters():
-                p.requires_grad_(True)
-            return [n for n, p in self.model.named_parameters() if p.requires_grad]
-        if mode != "lora":
-            raise ValueError(f"unknown training mode {mode!r}; choose text-only or lora")
-        from peft import LoraConfig, get_peft_model
-
-        targets = _lora_targets(root, lambda name: True)
-        self._set_trainable_root(
-            get_peft_model(root, LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules=targets))
-        )
-        self.lora = True
-        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+        return True  # the root is text_model: all of it learns, as in the reference (vision frozen)
 
     def loss(self, images: Sequence[Image.Image], prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
         """The fine-tuning notebook's loss: BOS, image embeddings, question, then the answer (scored)."""
         import torch
 
-        model, tok = self._root(), self.tokenizer
+        model, tok = self.model, self.tokenizer
         with torch.no_grad():
             img_embs = model.vision_encoder(list(images))
         n_img = img_embs.shape[1]
@@ -480,9 +469,7 @@ class MoondreamBackend(_TrainingMixin):
 
     def save(self, out_dir: str | Path) -> None:
         """``save_pretrained`` of the whole model (LoRA merged into ``text_model``) plus its tokenizer."""
-        if self.lora:
-            self._set_trainable_root(self._root().text_model.merge_and_unload())
-            self.lora = False
+        self._merge_lora()
         self.model.save_pretrained(str(out_dir))
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(out_dir))
@@ -507,7 +494,7 @@ def load_backend(
     dtype: str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
-) -> HFBackend | MoondreamBackend:
+) -> TrainableVlmBackend:
     """Load a VLM from a folder (or hub id, where a hub is reachable) behind the right adapter.
 
     Moondream is recognised by ``"moondream"`` in its config's ``model_type``

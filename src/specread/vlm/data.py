@@ -16,7 +16,6 @@ examples an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from specread.errors import InputFormatError
-from specread.io.dataset import image_name
+from specread.errors import AnswerFormatError, InputFormatError
+from specread.io.dataset import image_name, iter_labels
 from specread.units.registry import ENTITIES, get_registry
 from specread.vlm.prompt import target_text
 
@@ -64,7 +63,7 @@ def load_examples(
         ``(examples, rows_without_image)``: rows whose image file is missing are left out and counted.
 
     Raises:
-        InputFormatError: missing columns or an unknown entity.
+        InputFormatError: missing columns, an unknown entity or a label that is not ``<number> <unit>``.
     """
     registry = get_registry()
     images = Path(images_dir)
@@ -72,22 +71,20 @@ def load_examples(
     examples: list[Example] = []
     missing = 0
     by_image: dict[Path, set[str]] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        need = {"image_link", "entity_name", "entity_value"}
-        if not need <= set(reader.fieldnames or []):
-            raise InputFormatError(str(csv_path), f"need columns {sorted(need)}; found {reader.fieldnames}")
-        for n, row in enumerate(reader):
-            entity = row["entity_name"].strip()
-            if entity not in registry.entities:
-                raise InputFormatError(str(csv_path), f"row {n + 2}: unknown entity {entity!r}")
-            path = images / image_name(row["image_link"].strip())
-            if not path.is_file():
-                missing += 1
-                continue
-            value = (row["entity_value"] or "").strip()
-            examples.append(Example(path, entity, target_text(value), value, (row.get("group_id") or "").strip()))
-            by_image.setdefault(path, set()).add(registry.entity(entity).dimension)
+    for label in iter_labels(csv_path):
+        entity = label.entity_name
+        if entity not in registry.entities:
+            raise InputFormatError(str(csv_path), f"line {label.line}: unknown entity {entity!r}")
+        path = images / image_name(label.image_link)
+        if not path.is_file():
+            missing += 1
+            continue
+        try:
+            target = target_text(label.entity_value)
+        except AnswerFormatError as exc:
+            raise InputFormatError(str(csv_path), f"line {label.line}: {exc} (clean the labels first)") from None
+        examples.append(Example(path, entity, target, label.entity_value, label.group_id))
+        by_image.setdefault(path, set()).add(registry.entity(entity).dimension)
     if negatives > 0:
         for path, dims in by_image.items():
             if rng.random() < negatives:

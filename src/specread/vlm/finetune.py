@@ -38,9 +38,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from specread.answer import Answer
 from specread.io.images import load_image
 from specread.metrics import score_rows
-from specread.units.format import format_prediction
+from specread.vlm.base import TrainableVlmBackend
 from specread.vlm.data import Example, batch_examples, load_examples, split_by_image
 from specread.vlm.prompt import PromptTemplate, load_template, parse_answer
 
@@ -158,7 +159,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def evaluate_examples(
-    backend: Any,
+    backend: TrainableVlmBackend,
     template: PromptTemplate,
     examples: Sequence[Example],
     batch_size: int = 16,
@@ -180,7 +181,7 @@ def evaluate_examples(
             )
             for e, g in zip(chunk, gens, strict=True):
                 answer = parse_answer(g.text, e.entity)
-                preds.append(format_prediction(*answer) if answer else "")
+                preds.append(answer.text if answer else "")
     finally:
         if was_training:
             backend.model.train()
@@ -195,11 +196,9 @@ def evaluate_examples(
 
 
 def _canonical(value: str) -> str:
-    answer = value.strip()
-    if not answer:
-        return ""
-    head, _, unit = answer.partition(" ")
-    return format_prediction(float(head), unit.strip())
+    """A label as specread writes it (``"500 gram"`` -> ``"500.0 gram"``), ``""`` for an empty one."""
+    answer = Answer.parse(value)
+    return "" if answer is None else answer.text
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -223,7 +222,9 @@ def _schedule(cfg: FinetuneConfig) -> Callable[[int], float]:
     return factor
 
 
-def _save_checkpoint(cfg: FinetuneConfig, backend: Any, optimizer: Any, scheduler: Any, step: int) -> Path:
+def _save_checkpoint(
+    cfg: FinetuneConfig, backend: TrainableVlmBackend, optimizer: Any, scheduler: Any, step: int
+) -> Path:
     import torch
 
     root = Path(cfg.output_dir) / "checkpoints"
@@ -246,7 +247,7 @@ def _save_checkpoint(cfg: FinetuneConfig, backend: Any, optimizer: Any, schedule
     return path
 
 
-def _load_checkpoint(path: Path, backend: Any, optimizer: Any, scheduler: Any) -> int:
+def _load_checkpoint(path: Path, backend: TrainableVlmBackend, optimizer: Any, scheduler: Any) -> int:
     import torch
 
     backend.load_trainable_state(torch.load(path / "trainable.pt", map_location="cpu"))
@@ -265,14 +266,15 @@ def _load_checkpoint(path: Path, backend: Any, optimizer: Any, scheduler: Any) -
 def finetune(
     cfg: FinetuneConfig,
     progress: Callable[[int, int, float], None] | None = None,
-    backend: Any = None,
+    backend: TrainableVlmBackend | None = None,
 ) -> FinetuneResult:
     """Run (or resume) one fine-tuning job; see the module docstring for the recipe.
 
     Args:
         cfg: the run's settings.
         progress: called with ``(step, steps, loss)`` after every optimizer step.
-        backend: an already loaded adapter (tests pass stand-ins); default loads ``cfg.model``.
+        backend: an already loaded :class:`~specread.vlm.base.TrainableVlmBackend` (tests pass
+            stand-ins); default loads ``cfg.model`` with :func:`~specread.vlm.backends.load_backend`.
 
     Returns:
         The run's losses and validations; ``finished`` is False when ``stop_at`` ended it early.

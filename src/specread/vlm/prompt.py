@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from specread.answer import Answer
 from specread.parse.quantities import parse_quantities
-from specread.units.format import format_prediction
 from specread.units.registry import get_registry
 
 __all__ = [
@@ -102,12 +102,14 @@ def load_template(path: str | Path | None) -> PromptTemplate:
     return PromptTemplate(Path(path).read_text(encoding="utf-8").rstrip("\n"))
 
 
-def parse_answer(text: str, entity: str) -> tuple[float, str] | None:
-    """The model's answer as ``(value, unit)`` valid for ``entity``, or None for no answer.
+def parse_answer(text: str, entity: str) -> Answer | None:
+    """The model's answer valid for ``entity``, or None for no answer.
 
-    The first quantity whose unit the entity allows (after the entity's
-    coercions, e.g. ``ounce`` -> ``fluid ounce`` for volumes) wins; ``"blank"``
-    and anything without such a quantity give None.
+    The model writes free text, so this finds a quantity in it with specread's
+    quantity parser rather than reading it as ``<number> <unit>``: the first
+    quantity whose unit the entity allows (after the entity's coercions, e.g.
+    ``ounce`` -> ``fluid ounce`` for volumes) wins; ``"blank"`` and anything
+    without such a quantity give None.
     """
     text = (text or "").strip()
     if not text or text.strip(" .\"'").casefold() == BLANK:
@@ -116,18 +118,18 @@ def parse_answer(text: str, entity: str) -> tuple[float, str] | None:
     for q in parse_quantities(text):
         unit = registry.for_entity(entity, q.unit)
         if unit is not None and q.value > 0:
-            return q.value, unit
+            return Answer(q.value, unit)
     return None
 
 
 def target_text(value: str) -> str:
     """The training target for a label: the canonical ``"x unit"`` string, or ``"blank"`` when empty.
 
-    Labels are re-formatted with :func:`format_prediction` so the model learns
-    one spelling of every number (``500.0 gram``, never ``500 gram``).
+    Labels are re-written by :class:`Answer` so the model learns one spelling
+    of every number (``500.0 gram``, never ``500 gram``).
+
+    Raises:
+        AnswerFormatError: the label is not ``<number> <unit>`` (clean the labels first).
     """
-    value = (value or "").strip()
-    if not value:
-        return BLANK
-    head, _, unit = value.partition(" ")
-    return format_prediction(float(head), unit.strip())
+    answer = Answer.parse(value)
+    return BLANK if answer is None else answer.text

@@ -24,19 +24,19 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from specread.answer import format_prediction
 from specread.errors import ImageLoadError
 from specread.io.images import decode_image, load_image
 from specread.pipeline import SpecReader
 from specread.readers import build_reader
 from specread.settings import ReaderConfig, VlmSettings
 from specread.types import Candidate, OcrPage, Prediction, ReadResult
-from specread.answer import format_prediction
 from specread.units.registry import get_registry
+from specread.vlm.base import VlmBackend
 from specread.vlm.prompt import PromptTemplate, load_template, parse_answer
 
 __all__ = ["HybridReader", "ImageInput", "VlmReader", "build_vlm_reader", "template_for"]
@@ -62,8 +62,9 @@ class VlmReader:
     """Reads entities by asking a VLM, one prompt per (image, entity).
 
     Args:
-        backend: an adapter from :mod:`specread.vlm.backends` (or any object with
-            ``generate(images, prompts, max_new_tokens) -> list[Generation]``).
+        backend: a :class:`~specread.vlm.base.VlmBackend`: an adapter from
+            :mod:`specread.vlm.backends` or any object with
+            ``generate(images, prompts, max_new_tokens) -> list[Generation]``.
         template: the prompt template.
         batch_size: prompts per ``generate`` call.
         max_new_tokens: answer length cap.
@@ -72,7 +73,7 @@ class VlmReader:
 
     def __init__(
         self,
-        backend: Any,
+        backend: VlmBackend,
         template: PromptTemplate | None = None,
         batch_size: int = VlmSettings.batch_size,
         max_new_tokens: int = VlmSettings.max_new_tokens,

@@ -1,4 +1,4 @@
-"""Tiny random VLMs built locally, for tests and for trying the VLM path offline.
+"""Test fixture: tiny random VLMs built locally, so the VLM tests run offline.
 
 No weights can be downloaded where specread is tested, so the tests build a
 real transformers architecture (LLaVA: a CLIP vision tower, a projector and a
@@ -9,6 +9,10 @@ way any hub model is (``config.json``, ``model.safetensors``, tokenizer and
 processor files, chat template), so the code under test loads it through
 ``AutoProcessor`` / ``AutoModelForImageTextToText`` exactly as it would load a
 real checkpoint. It knows nothing until fine-tuned.
+
+A test helper, not part of the package: the VLM tests import it as
+``vlm_tiny``, as they import ``conftest`` (pytest puts ``tests/`` on ``sys.path``). It needs
+the ``vlm`` extra (torch, transformers, tokenizers) only when a builder runs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from specread.units.format import format_prediction
+from specread.answer import format_prediction
 from specread.units.registry import ENTITIES, get_registry
 from specread.vlm.prompt import BLANK, PromptTemplate
 
@@ -103,6 +107,7 @@ def build_tiny_llava(
         ``out_dir``, loadable with :func:`specread.vlm.backends.load_backend`.
 
     Example:
+        >>> from vlm_tiny import build_tiny_llava   # doctest: +SKIP
         >>> path = build_tiny_llava("/tmp/tiny-vlm")   # doctest: +SKIP
     """
     import torch
