@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import pytest
 import typer
+from PIL import Image
 
 from conftest import CliInvoke, FakeEngine, TinyDataset, write_csv
 from specread.cli import app
@@ -124,6 +126,63 @@ def test_predict_rejects_unknown_options(
     assert "Traceback" not in result.output
     assert not out.exists()
     assert fake_rapidocr.calls == 0
+
+
+def _not_utf8_inputs(folder: Path) -> list[Path]:
+    """A Latin-1 CSV with every column a command reads (its bad byte on line 3), random bytes, and a PNG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    latin1 = folder / "latin1.csv"
+    latin1.write_bytes(
+        b"index,image_link,group_id,entity_name,entity_value,prediction\n"
+        b"0,https://x.invalid/a.jpg,1,width,1.0 metre,1.0 metre\n"
+        b"1,https://x.invalid/b.jpg,caf\xe9,width,2.0 metre,2.0 metre\n"
+    )
+    noise = folder / "noise.csv"
+    noise.write_bytes(random.Random(0).randbytes(4096))
+    png = folder / "image.csv"
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(png, format="PNG")
+    return [latin1, noise, png]
+
+
+def _single_error_line(output: str, path: Path) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith(f"error: {path}: line "), output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+def test_predict_refuses_a_csv_that_is_not_utf8_in_one_line(
+    cli: CliInvoke, tmp_dataset: TinyDataset, fake_rapidocr: FakeEngine, tmp_path: Path
+) -> None:
+    latin1, noise, png = _not_utf8_inputs(tmp_path / "inputs")
+    out = tmp_path / "out.csv"
+    for bad in (latin1, noise, png):
+        result = cli("predict", bad, "--images", tmp_dataset.images, "-o", out)
+        assert result.exit_code == 2, result.output
+        line = _single_error_line(result.output, bad)
+        assert "not UTF-8" in line or "NUL byte" in line
+        assert not out.exists()
+    assert "line 3: not UTF-8 text (byte 0xe9 in column group_id)" in _single_error_line(
+        cli("predict", latin1, "--images", tmp_dataset.images, "-o", out).output, latin1
+    )
+    assert fake_rapidocr.calls == 0
+
+
+@pytest.mark.parametrize("command", ["evaluate-predictions", "evaluate-gold", "check-output", "check-input", "clean"])
+def test_other_commands_refuse_a_csv_that_is_not_utf8_in_one_line(cli: CliInvoke, tmp_path: Path, command: str) -> None:
+    preds, gold = _make_eval_files(tmp_path)
+    for bad in _not_utf8_inputs(tmp_path / "inputs"):
+        args = {
+            "evaluate-predictions": ("evaluate", bad, gold),
+            "evaluate-gold": ("evaluate", preds, bad),
+            "check-output": ("check", bad, "--input", gold),
+            "check-input": ("check", preds, "--input", bad),
+            "clean": ("clean", bad, "-o", tmp_path / "clean.csv"),
+        }[command]
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        _single_error_line(result.output, bad)
 
 
 @pytest.mark.slow
@@ -350,7 +409,7 @@ def test_serve_passes_preset_and_second_pass_to_the_workers(cli: CliInvoke, monk
     result = cli("serve", "--preset", "fast", "--retry-side", "1600", "--no-cache", "--port", "8123")
     assert result.exit_code == 0, result.output
     reader = seen["settings"].reader
-    assert reader.engine_options["backend"] == "openvino" and reader.retry_side == 1600
+    assert reader.ocr.backend == "openvino" and reader.retry_side == 1600
     assert reader.cache_dir is None and seen["port"] == 8123
 
 

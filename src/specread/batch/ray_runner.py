@@ -143,7 +143,7 @@ def _run(
     try:
         import ray
     except ImportError as exc:
-        raise ImportError("--engine ray needs Ray: pip install 'specread[ray]'") from exc
+        raise ImportError("--runner ray needs Ray: pip install 'specread[ray]'") from exc
 
     started = False
     if not ray.is_initialized():

@@ -1,0 +1,47 @@
+"""Command line: ``specread --help``.
+
+Commands parse their options, build settings and call library functions; they
+live by subject in this package (:mod:`~specread.cli.predict`,
+:mod:`~specread.cli.train`, :mod:`~specread.cli.data`,
+:mod:`~specread.cli.serve`, :mod:`~specread.cli.vlm`), their shared options in
+:mod:`~specread.cli.options`. Every command is registered here, wrapped in the
+one error handler (:func:`~specread.cli.errors.cli_errors`): a bad input ends
+in one ``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from specread.cli import data, predict, serve, train, vlm
+from specread.cli.errors import cli_errors
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Read product specifications (weight, volume, voltage, wattage, dimensions) off product images.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+for _command in (
+    predict.predict,
+    predict.evaluate,
+    predict.check,
+    predict.read,
+    train.priors,
+    train.train,
+    data.example,
+    serve.serve,
+    data.download,
+    data.clean,
+    data.eda,
+    vlm.finetune,
+):
+    app.command()(cli_errors()(_command))
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

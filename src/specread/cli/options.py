@@ -1,0 +1,153 @@
+"""Options several commands share, their defaults read from :mod:`specread.settings`.
+
+Each option is an ``Annotated`` type (name, flags, help); a command declares
+``preset: PresetOpt = DEFAULT_PRESET``. Defaults are never retyped here: they
+come from the settings tree, so ``settings.toml`` changes them everywhere.
+:func:`reader_config` turns the reader options into one
+:class:`~specread.settings.ReaderConfig`, checked before any work starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from specread.settings import PRESETS, ReaderConfig, VlmSettings
+from specread.settings import preset as ocr_preset
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "DEFAULT_READER",
+    "DEFAULT_VLM",
+    "RUNNERS",
+    "CacheDirOpt",
+    "ImagesOpt",
+    "JsonOpt",
+    "ModelOpt",
+    "NoCacheOpt",
+    "PresetOpt",
+    "PromptTemplateOpt",
+    "ReaderOpt",
+    "RetrySideOpt",
+    "ScorerOpt",
+    "SeedOpt",
+    "VerboseOpt",
+    "VlmBatchSizeOpt",
+    "VlmThresholdOpt",
+    "WorkersOpt",
+    "check_choice",
+    "reader_config",
+    "reader_options",
+]
+
+DEFAULT_READER = ReaderConfig()
+DEFAULT_VLM = DEFAULT_READER.vlm
+DEFAULT_PRESET = PRESETS[0]
+RUNNERS = ("local", "ray")
+"""Where ``predict`` runs: a local process pool, or Ray."""
+
+ImagesOpt = Annotated[
+    Path, typer.Option("--images", help="Folder of the images, named by the file name of image_link.")
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes reading images.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (the same seed gives the same result).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+
+# -- the reader (ReaderConfig) --------------------------------------------------------------
+ScorerOpt = Annotated[str, typer.Option("--scorer", help="Candidate selection: ranker (learned) or rules.")]
+PresetOpt = Annotated[str, typer.Option("--preset", help=f"OCR speed/accuracy preset: {', '.join(PRESETS)}.")]
+RetrySideOpt = Annotated[
+    int,
+    typer.Option(
+        "--retry-side",
+        min=0,
+        help="OCR an image again with the detector at this side when an entity finds no value (0: off).",
+    ),
+]
+CacheDirOpt = Annotated[
+    str | None,
+    typer.Option("--cache-dir", help="OCR cache folder (default: $SPECREAD_CACHE or the user cache folder)."),
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the OCR cache.")]
+ReaderOpt = Annotated[str, typer.Option("--reader", help="ocr, vlm or hybrid (OCR first, VLM when unsure).")]
+
+# -- the VLM reader (VlmSettings) -----------------------------------------------------------
+ModelOpt = Annotated[str, typer.Option("--model", help="VLM weights folder or id (vlm/hybrid).")]
+VlmThresholdOpt = Annotated[
+    float, typer.Option("--vlm-threshold", help="hybrid: rows under this OCR confidence go to the VLM.")
+]
+VlmBatchSizeOpt = Annotated[int, typer.Option("--vlm-batch-size", min=1, help="Prompts per VLM generate call.")]
+PromptTemplateOpt = Annotated[
+    Path | None, typer.Option("--prompt-template", help="VLM prompt template file ({entity}, {units}, {hints}).")
+]
+
+
+def check_choice(name: str, value: str, valid: Collection[str]) -> None:
+    """Refuse ``value`` outside ``valid``, listing the valid names.
+
+    Raises:
+        ValueError: an unknown name (the CLI reports it as a usage error, exit 2).
+    """
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(valid))}")
+
+
+def reader_config(
+    *,
+    preset: str = DEFAULT_PRESET,
+    retry_side: int = DEFAULT_READER.retry_side,
+    cache_dir: str | None = None,
+    no_cache: bool = False,
+    default_cache: str | None = DEFAULT_READER.cache_dir,
+    scorer: str = DEFAULT_READER.scorer,
+    reader: str = DEFAULT_READER.reader,
+    model: str = DEFAULT_VLM.model,
+    vlm_threshold: float = DEFAULT_VLM.threshold,
+    vlm_batch_size: int = DEFAULT_VLM.batch_size,
+    prompt_template: Path | None = None,
+) -> ReaderConfig:
+    """The :class:`ReaderConfig` the reader options describe: the one place the CLI builds one.
+
+    ``cache_dir`` wins over ``default_cache`` (the command's default: the user cache folder,
+    or none for the service); ``no_cache`` turns the cache off. Names are checked here, before a
+    command reads any file, so a typo costs nothing.
+
+    Raises:
+        ValueError: an unknown scorer, preset or reader, a VLM reader without ``model``, or
+            settings the tree refuses (``retry_side`` out of range...): a usage error, exit 2.
+    """
+    from specread.pipeline import SCORERS
+    from specread.readers import available_readers
+
+    check_choice("scorer", scorer, SCORERS)
+    check_choice("reader", reader, available_readers())
+    if reader != "ocr" and not model:
+        raise ValueError(f"--reader {reader} needs --model PATH_OR_ID")
+    return ReaderConfig(
+        reader=reader,
+        scorer=scorer,
+        ocr=ocr_preset(preset),
+        retry_side=retry_side,
+        cache_dir=None if no_cache else (cache_dir or default_cache),
+        vlm=VlmSettings(
+            model=model,
+            threshold=vlm_threshold,
+            batch_size=vlm_batch_size,
+            prompt_template=str(prompt_template or DEFAULT_VLM.prompt_template),
+        ),
+    )
+
+
+def reader_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The values in a command's ``params`` (its ``locals()``) named like :func:`reader_config`'s keywords.
+
+    A command names its reader options as :func:`reader_config` does, so
+    ``reader_config(**reader_options(locals()))`` passes each one without listing them again.
+    """
+    names = inspect.signature(reader_config).parameters
+    return {name: value for name, value in params.items() if name in names}

@@ -1,0 +1,183 @@
+"""Reading images and scoring the answers: ``predict``, ``read``, ``check``, ``evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from specread.cli.console import console, progress_bar, say, setup_logging, warn
+from specread.cli.errors import fail
+from specread.cli.options import (
+    DEFAULT_PRESET,
+    DEFAULT_READER,
+    DEFAULT_VLM,
+    RUNNERS,
+    CacheDirOpt,
+    ImagesOpt,
+    JsonOpt,
+    ModelOpt,
+    NoCacheOpt,
+    PresetOpt,
+    PromptTemplateOpt,
+    ReaderOpt,
+    RetrySideOpt,
+    ScorerOpt,
+    VerboseOpt,
+    VlmBatchSizeOpt,
+    VlmThresholdOpt,
+    WorkersOpt,
+    check_choice,
+    reader_config,
+    reader_options,
+)
+
+__all__ = ["check", "evaluate", "predict", "read"]
+
+
+def predict(
+    input_csv: Annotated[Path, typer.Argument(help="Input CSV: index,image_link,group_id,entity_name.")],
+    images: ImagesOpt,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output CSV (index,prediction); resumed if it exists.")
+    ],
+    workers: WorkersOpt = 1,
+    scorer: ScorerOpt = DEFAULT_READER.scorer,
+    preset: PresetOpt = DEFAULT_PRESET,
+    retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
+    reader: ReaderOpt = DEFAULT_READER.reader,
+    model: ModelOpt = DEFAULT_VLM.model,
+    vlm_threshold: VlmThresholdOpt = DEFAULT_VLM.threshold,
+    vlm_batch_size: VlmBatchSizeOpt = DEFAULT_VLM.batch_size,
+    prompt_template: PromptTemplateOpt = None,
+    runner: Annotated[str, typer.Option("--runner", help="Where to run: local (process pool) or ray.")] = RUNNERS[0],
+    engine: Annotated[str | None, typer.Option("--engine", hidden=True, help="Deprecated name of --runner.")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (--runner ray).")] = None,
+    download: Annotated[bool, typer.Option("--download", help="Download missing images into --images first.")] = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    confidence: Annotated[bool, typer.Option("--confidence", help="Add a confidence column.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start OUTPUT afresh instead of resuming it (drops its rows).")
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing", help="Run even when most images are missing (their rows get the fallback)."),
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Predict every row of INPUT_CSV into OUTPUT (one OCR pass per unique image, resumable).
+
+    OUTPUT is resumed only when it was written by the same job (same input rows, settings and
+    specread version, recorded in OUTPUT's .job.json); images that cannot be read are listed in
+    OUTPUT's .failures.csv, their rows get the fallback answer, and a rerun retries them.
+    """
+    setup_logging(verbose)
+    if engine is not None:  # --engine named the runner, not the OCR engine (that is the preset's)
+        warn("--engine is deprecated and will be removed: use --runner")
+        runner = engine
+    check_choice("runner" if engine is None else "engine", runner, RUNNERS)
+    config = reader_config(**reader_options(locals()))
+    from specread.io.dataset import read_rows
+
+    rows = read_rows(input_csv)  # validate before any work starts
+    if download:
+        from specread.io.download import download_rows
+
+        images.mkdir(parents=True, exist_ok=True)
+        download_rows(rows, images, console=console)
+    if not images.is_dir():
+        raise fail(f"images folder not found: {images}")
+    run = {"with_confidence": confidence, "overwrite": overwrite, "allow_missing": allow_missing}
+    with progress_bar("reading images") as tick:
+        if runner == "ray":
+            from specread.batch.ray_runner import predict_csv_ray
+
+            stats = predict_csv_ray(input_csv, images, output, config, address=address, progress=tick, **run)
+        else:
+            from specread.batch.local import predict_csv
+
+            stats = predict_csv(input_csv, images, output, config, workers, progress=tick, **run)
+    console.print(
+        f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
+        f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"
+    )
+    if stats.failed_images:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.failures_by_kind.items(), key=lambda kv: -kv[1]))
+        console.print(f"unreadable images by reason: {kinds}; listed in {stats.failures_file}")
+
+
+def read(
+    image: Annotated[Path, typer.Argument(help="One image file.")],
+    entity: Annotated[list[str], typer.Option("--entity", "-e", help="Entity to read (repeatable).")],
+    group_id: Annotated[str | None, typer.Option("--group-id", help="Product group (sharpens priors).")] = None,
+    scorer: ScorerOpt = DEFAULT_READER.scorer,
+    preset: PresetOpt = DEFAULT_PRESET,
+    retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
+    reader: ReaderOpt = DEFAULT_READER.reader,
+    model: ModelOpt = DEFAULT_VLM.model,
+    vlm_threshold: VlmThresholdOpt = DEFAULT_VLM.threshold,
+    prompt_template: PromptTemplateOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+) -> None:
+    """Read one image: the value per entity and its evidence (text, box, confidence)."""
+    setup_logging()
+    config = reader_config(**reader_options(locals()))
+    from specread import readers
+
+    result = readers.build_reader(config).read(image, entity, group_id)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    for name, pred in result.predictions.items():
+        ev = pred.evidence
+        where = f'  from "{ev.text}" at box {tuple(round(v, 3) for v in ev.box)}' if ev else ""
+        print(f"{name}: {pred.text or '(none)'}  confidence {pred.confidence:.2f}  [{pred.source or 'none'}]{where}")
+
+
+def check(
+    output: Annotated[Path, typer.Argument(help="Output CSV to check.")],
+    input_csv: Annotated[Path, typer.Option("--input", help="The input CSV it answers.")],
+) -> None:
+    """The official sanity rules plus per-entity unit validity and index coverage (exit 1 on failure)."""
+    from specread.io.check import check_output
+
+    report = check_output(output, input_csv)
+    for problem in report.problems:
+        say("[red]✗[/]", problem)
+    if not report.ok:
+        console.print(f"[bold red]check failed[/] ({report.rows} rows)")
+        raise typer.Exit(code=1)
+    console.print(f"[green]✓[/] {output}: {report.rows} rows, {report.empty} empty, all valid")
+
+
+def evaluate(
+    predictions: Annotated[Path, typer.Argument(help="Output CSV (index,prediction).")],
+    gold: Annotated[Path, typer.Argument(help="Gold CSV with entity_name,entity_value (and index).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Official F1, precision, recall, per-entity table and F1 re-weighted to the test mix."""
+    from specread.io.dataset import read_gold, read_predictions
+    from specread.metrics import score_rows
+
+    preds = read_predictions(predictions)
+    values, entities = read_gold(gold)
+    report = score_rows(preds, values, entities).to_dict()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    columns = ("f1", "precision", "recall", "accuracy")
+    table = Table(title=f"F1 {report['f1']:.4f}   test-weighted F1 {report['weighted_f1']:.4f}")
+    table.add_column("entity")
+    for col in ("rows", *columns):
+        table.add_column(col, justify="right")
+    for entity, s in report["per_entity"].items():
+        table.add_row(entity, str(s["rows"]), *(f"{s[c]:.3f}" for c in columns))
+    table.add_row("all", str(report["rows"]), *(f"{report[c]:.3f}" for c in columns), style="bold")
+    Console().print(table)
