@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import csv
+import random
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import FakeEngine, TinyDataset, build_tiny_dataset, make_reader, write_csv
 from specread.batch.local import job_record, predict_csv
-from specread.errors import InputFormatError
+from specread.errors import InputFormatError, InputNotFoundError, MissingColumnsError
 from specread.io.dataset import (
+    CsvTable,
+    Label,
     OutputWriter,
     finalize_output,
     image_name,
     iter_unique_images,
     read_gold,
+    read_labels,
     read_predictions,
     read_rows,
 )
@@ -85,6 +90,107 @@ def test_read_rows_empty_file_and_missing_file(tmp_path: Path) -> None:
         read_rows(empty)
     with pytest.raises(InputFormatError, match="file not found"):
         read_rows(tmp_path / "nope.csv")
+
+
+def test_missing_file_and_columns_are_also_the_builtin_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        read_labels(tmp_path / "nope.csv")
+    assert isinstance(info.value, InputNotFoundError) and info.value.filename == str(tmp_path / "nope.csv")
+    bad = write_csv(tmp_path / "bad.csv", ["image_link", "entity_name"], [("a.jpg", "width")])
+    with pytest.raises(KeyError) as missing:
+        read_labels(bad)
+    assert isinstance(missing.value, MissingColumnsError)
+    assert str(missing.value).startswith(f"{bad}: missing required column(s) entity_value")
+
+
+LABEL_HEADER = ["image_link", "group_id", "entity_name", "entity_value"]
+
+
+def test_read_labels(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"  # train.csv: no index; a byte order mark and CRLF as Excel writes them
+    path.write_bytes(
+        "\ufeffimage_link,group_id,entity_name,entity_value,image_file\r\n"
+        "https://x.invalid/I/a.jpg, 12 ,width,10.0 centimetre,images/a.jpg\r\n"
+        "\r\n"
+        'https://x.invalid/I/b.jpg,12,item_weight,"[1.0, 2.0] gram",\r\n'.encode()
+    )
+    labels = read_labels(path)
+    assert labels == [
+        Label("0", "https://x.invalid/I/a.jpg", "12", "width", "10.0 centimetre", "images/a.jpg"),
+        Label("1", "https://x.invalid/I/b.jpg", "12", "item_weight", "[1.0, 2.0] gram"),
+    ]
+    assert [label.line for label in labels] == [2, 4]  # the blank line is skipped, not counted as a row
+    assert [label.image for label in labels] == ["a.jpg", "b.jpg"]
+    with_index = write_csv(tmp_path / "gold.csv", ["index", *LABEL_HEADER], [(7, "c.jpg", "", "voltage", "")])
+    assert read_labels(with_index) == [Label("7", "c.jpg", "", "voltage", "")]
+
+
+def _latin1_csv(path: Path) -> Path:
+    path.write_bytes(
+        b"index,image_link,group_id,entity_name,entity_value\n"
+        b"0,a.jpg,1,width,10.0 centimetre\n"
+        b"1,b.jpg,caf\xe9,width,12.0 centimetre\n"  # Latin-1 \xe9: not UTF-8
+    )
+    return path
+
+
+@pytest.mark.parametrize("read", [read_rows, read_labels, read_gold])
+def test_a_latin1_csv_is_refused_with_its_line(tmp_path: Path, read) -> None:
+    path = _latin1_csv(tmp_path / "latin1.csv")
+    with pytest.raises(InputFormatError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: line 3: not UTF-8 text (byte 0xe9 in column group_id)")
+    assert "\n" not in message
+
+
+def _binary_files(folder: Path) -> list[Path]:
+    noise = folder / "noise.csv"
+    noise.write_bytes(random.Random(0).randbytes(4096))
+    png = folder / "image.csv"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(png, format="PNG")
+    utf16 = folder / "utf16.csv"
+    utf16.write_bytes("index,image_link,group_id,entity_name\n0,a.jpg,1,width\n".encode("utf-16-le"))
+    return [noise, png, utf16]
+
+
+@pytest.mark.parametrize("read", [read_rows, read_labels, read_predictions])
+def test_a_binary_file_is_refused_with_its_line(tmp_path: Path, read) -> None:
+    noise, png, utf16 = _binary_files(tmp_path)
+    for path in (noise, png, utf16):
+        with pytest.raises(InputFormatError) as info:
+            read(path)
+        assert str(info.value).startswith(f"{path}: line "), str(info.value)
+    with pytest.raises(InputFormatError, match=r"line 1: not UTF-8 text \(byte 0x89 in the header\)"):
+        read(png)  # "\x89PNG"
+    with pytest.raises(InputFormatError, match="line 1: a NUL byte in the header: a binary file"):
+        read(utf16)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"index,prediction\n0,1.0 gram\n1,1,000 gram\n", "line 3: 3 field(s) where the header has 2"),
+        (b"index,prediction\n0\n", "line 2: 1 field(s) where the header has 2"),
+        (b'index,prediction\n0,"1.0\ngram"\n1,2.0 gram,x\n', "line 4: 3 field(s)"),  # a quoted field spans line 2-3
+        (b"index,prediction\n0,x" + b"9" * 200_000 + b"\n", "line 2: not a readable CSV row (field larger than"),
+        (b'index,prediction\n0,"1.0 gram\x00"\n', "line 2: a NUL byte in column prediction"),
+    ],
+)
+def test_bad_rows_are_refused_with_their_line(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "out.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputFormatError) as info:
+        read_predictions(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_csv_table_gives_lines_and_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'\xef\xbb\xbfa,b\n\n1,"x\ny"\n2,z\n')
+    with CsvTable(path, required=("a",)) as table:
+        assert table.header == ["a", "b"]
+        assert list(table) == [(3, {"a": "1", "b": "x\ny"}), (5, {"a": "2", "b": "z"})]
 
 
 @pytest.mark.parametrize(

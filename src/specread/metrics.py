@@ -18,6 +18,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from specread.answer import Answer
+from specread.errors import AnswerFormatError
+
 __all__ = ["TEST_MIX", "Score", "evaluate", "normalize_answer", "score_rows"]
 
 TEST_MIX: dict[str, int] = {
@@ -34,19 +37,16 @@ TEST_MIX: dict[str, int] = {
 
 
 def normalize_answer(text: str | None) -> tuple[float, str] | None:
-    """``"500.0 gram"`` -> ``(500.0, "gram")``; None for an empty answer.
+    """``"500.0 gram"`` -> ``(500.0, "gram")`` (:attr:`Answer.key`); None for an empty answer.
 
     A non-empty answer that does not parse (a list, a range, garbage) becomes
     ``(nan, text)`` so it never equals anything, as in the official metric.
     """
-    text = (text or "").strip()
-    if not text:
-        return None
-    head, _, unit = text.partition(" ")
     try:
-        return (round(float(head), 9), " ".join(unit.split()))
-    except ValueError:
-        return (float("nan"), text)
+        answer = Answer.parse(text)
+    except AnswerFormatError as exc:
+        return (float("nan"), exc.text)
+    return None if answer is None else answer.key
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from specread.units.format import format_prediction
+from specread.answer import format_prediction
 
 __all__ = ["SPECS", "LabelSpec", "make_dataset", "render_label"]
 

@@ -41,15 +41,15 @@ import csv
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specread.errors import ImageLoadError, InputFormatError, UnknownUnitError
-from specread.io.dataset import image_name
+from specread.answer import Answer
+from specread.errors import ImageLoadError, UnknownUnitError
+from specread.io.dataset import LABEL_COLUMNS, CsvTable, image_name
 from specread.io.images import CHECK_SIDE, load_image
-from specread.units.format import format_prediction
 from specread.units.registry import get_registry
 
 __all__ = ["LIST_POLICIES", "RULES", "CleanReport", "clean_csv", "clean_rows", "clean_value"]
@@ -157,11 +157,11 @@ def clean_value(entity: str, value: str, list_policy: str = "max") -> tuple[str 
     if coerced is not None:
         if coerced != canonical:
             rules.append("unit_coerced")
-        return format_prediction(number, coerced), rules
+        return Answer(number, coerced).text, rules
     if registry.unit(canonical).dimension != registry.entity(entity).dimension:
         return "", [*rules, "unit_blanked"]
     target = _nearest_allowed(entity, canonical)
-    return format_prediction(registry.convert(number, canonical, target), target), [*rules, "unit_converted"]
+    return Answer(registry.convert(number, canonical, target), target).text, [*rules, "unit_converted"]
 
 
 def _image_ok(path: Path) -> str:
@@ -234,15 +234,6 @@ def clean_rows(
     return out, report
 
 
-def _read(path: Path) -> Iterator[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        need = {"image_link", "entity_name", "entity_value"}
-        if not need <= set(reader.fieldnames or []):
-            raise InputFormatError(str(path), f"need columns {sorted(need)}; found {reader.fieldnames}")
-        yield from reader
-
-
 def clean_csv(
     input_csv: str | Path,
     output_csv: str | Path,
@@ -252,12 +243,11 @@ def clean_csv(
     """Clean a label CSV into ``output_csv`` (same columns, same row order).
 
     Raises:
-        InputFormatError: the CSV lacks ``image_link``, ``entity_name`` or ``entity_value``.
+        InputFormatError: the CSV lacks ``image_link``, ``entity_name`` or ``entity_value``, or is not a UTF-8 CSV.
     """
-    src = Path(input_csv)
-    with open(src, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
-    rows, report = clean_rows(_read(src), images_dir, list_policy)
+    with CsvTable(input_csv, LABEL_COLUMNS) as table:
+        header = table.header
+        rows, report = clean_rows((record for _, record in table), images_dir, list_policy)
     out = Path(output_csv)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as fh:

@@ -12,7 +12,6 @@ matplotlib is the optional ``eda`` extra and is imported only here.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import math
@@ -21,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from specread.io.dataset import image_name
+from specread.answer import Answer
+from specread.io.dataset import LABEL_COLUMNS, CsvTable, image_name
 from specread.labels.clean import RULES, clean_rows, clean_value
 from specread.metrics import TEST_MIX
 from specread.units.registry import ENTITIES, get_registry
@@ -48,8 +48,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return list(csv.DictReader(fh))
+    with CsvTable(path, LABEL_COLUMNS) as table:
+        return [record for _, record in table]
 
 
 def _entity_section(rows: list[dict[str, str]]) -> str:
@@ -125,11 +125,11 @@ def _values_section(rows: list[dict[str, str]]) -> str:
         if entity not in registry.entities:
             continue
         cleaned, _ = clean_value(entity, r["entity_value"])
-        if not cleaned:
+        answer = Answer.parse(cleaned)  # None for a dropped or blanked label
+        if answer is None:
             continue
-        number, _, unit = cleaned.partition(" ")
         dim = registry.entity(entity).dimension
-        values[entity].append(registry.convert(float(number), unit, DISPLAY_UNITS[dim]))
+        values[entity].append(registry.convert(answer.value, answer.unit, DISPLAY_UNITS[dim]))
     entities = [e for e in ENTITIES if values.get(e)]
     fig, axes = plt.subplots(2, 4, figsize=(14, 6))
     stats = []
@@ -263,15 +263,14 @@ def build_report(labels_csv: str | Path, images_dir: str | Path | None = None, t
     """The HTML report for a label CSV (``image_link,group_id,entity_name,entity_value``).
 
     Raises:
-        ValueError: the CSV has no ``entity_name``/``entity_value`` columns.
+        InputFormatError: the CSV has no ``image_link``/``entity_name``/``entity_value`` columns
+            or is not a UTF-8 CSV (a ``ValueError`` too).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     path = Path(labels_csv)
     rows = _read_rows(path)
-    if rows and not {"entity_name", "entity_value", "image_link"} <= set(rows[0]):
-        raise ValueError(f"{path}: need columns image_link, entity_name, entity_value")
     images = Path(images_dir) if images_dir else None
     per_image = Counter(r["image_link"] for r in rows)
     summary = _table(

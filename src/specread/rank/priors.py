@@ -14,7 +14,6 @@ They answer three questions the image alone cannot:
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections import Counter, defaultdict
@@ -23,7 +22,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from specread.units.format import format_number
+from specread.answer import Answer
+from specread.io.dataset import iter_labels
 from specread.units.registry import get_registry
 
 __all__ = ["Priors", "load_priors", "parse_label"]
@@ -35,21 +35,12 @@ MIN_GROUP_ROWS = 5
 
 
 def parse_label(text: str) -> tuple[float, str] | None:
-    """``"500.0 gram"`` -> ``(500.0, "gram")``; None for lists, ranges and malformed labels."""
-    text = (text or "").strip()
-    if not text or text.startswith("["):
+    """``"500.0 gram"`` -> ``(500.0, "gram")``; None for lists, ranges, malformed labels,
+    non-finite values and units outside the registry."""
+    answer = Answer.try_parse(text)
+    if answer is None or not answer.finite or answer.unit not in get_registry().units:
         return None
-    parts = text.split(" ", 1)
-    if len(parts) != 2:
-        return None
-    try:
-        value = float(parts[0])
-    except ValueError:
-        return None
-    unit = parts[1].strip()
-    if not math.isfinite(value) or unit not in get_registry().units:
-        return None
-    return value, unit
+    return answer.value, answer.unit
 
 
 def _bin(value: float) -> int:
@@ -83,22 +74,21 @@ class Priors:
         answers: dict[str, Counter[tuple[float, str]]] = defaultdict(Counter)
         group_answers: dict[str, dict[str, Counter[tuple[float, str]]]] = defaultdict(lambda: defaultdict(Counter))
         n = 0
-        with open(path, newline="", encoding="utf-8") as fh:
-            for row in csv.DictReader(fh):
-                entity = row["entity_name"]
-                parsed = parse_label(row["entity_value"])
-                if row.get("image_link") in exclude_links or parsed is None or entity not in registry.entities:
-                    continue
-                value, unit = parsed
-                if unit not in registry.allowed(entity):
-                    continue
-                n += 1
-                group = row.get("group_id", "")
-                units[entity][unit] += 1
-                group_units[entity][group][unit] += 1
-                hist[entity].setdefault(unit, [0] * N_BINS)[_bin(value)] += 1
-                answers[entity][(value, unit)] += 1
-                group_answers[entity][group][(value, unit)] += 1
+        for label in iter_labels(path):
+            entity = label.entity_name
+            parsed = parse_label(label.entity_value)
+            if label.image_link in exclude_links or parsed is None or entity not in registry.entities:
+                continue
+            value, unit = parsed
+            if unit not in registry.allowed(entity):
+                continue
+            n += 1
+            group = label.group_id
+            units[entity][unit] += 1
+            group_units[entity][group][unit] += 1
+            hist[entity].setdefault(unit, [0] * N_BINS)[_bin(value)] += 1
+            answers[entity][(value, unit)] += 1
+            group_answers[entity][group][(value, unit)] += 1
         group_mode: dict[str, dict[str, tuple[float, str, int]]] = {}
         for entity, groups in group_answers.items():
             group_mode[entity] = {}
@@ -174,7 +164,7 @@ class Priors:
 
     def describe(self, entity: str, group: str | None = None) -> str:
         guess = self.fallback(entity, group)
-        return "" if guess is None else f"{format_number(guess[0])} {guess[1]}"
+        return "" if guess is None else Answer(*guess).text
 
 
 @cache
@@ -182,3 +172,30 @@ def load_priors() -> Priors:
     """The packaged priors (built from the 195k known training labels)."""
     text = resources.files("specread.data").joinpath("priors.json").read_text(encoding="utf-8")
     return Priors.from_dict(json.loads(text))
+
+
+def build_priors_file(
+    train_csv: str | Path, output: str | Path, exclude: tuple[str | Path, ...] | list[str | Path] = ()
+) -> tuple[Priors, int]:
+    """Count ``train_csv`` into priors, leaving out the images of the ``exclude`` CSVs, and save them to ``output``.
+
+    What ``specread priors`` runs, and how the packaged ``priors.json`` is made. The dev and
+    test rows are also in the known training labels: leaving their ``image_link`` out keeps a
+    benchmark on them honest.
+
+    Returns:
+        The priors, and how many distinct image links were left out.
+
+    Raises:
+        InputFormatError: a CSV that is missing, lacks its columns or is not a UTF-8 CSV
+            (nothing is written then).
+    """
+    from specread.io.dataset import CsvTable
+
+    links: set[str] = set()
+    for path in exclude:
+        with CsvTable(path, ("image_link",)) as table:
+            links.update(record["image_link"].strip() for _, record in table)
+    priors = Priors.build(train_csv, links)
+    priors.save(output)
+    return priors, len(links)

@@ -1,6 +1,6 @@
-"""Units: the registry (single source of unit truth) and output formatting."""
+"""Units: the registry (single source of unit truth); the output formatting re-exported from :mod:`specread.answer`."""
 
-from specread.units.format import OFFICIAL_FORMAT, format_number, format_prediction
+from specread.answer import OFFICIAL_FORMAT, format_number, format_prediction
 from specread.units.registry import ENTITIES, EntitySpec, Unit, UnitRegistry, get_registry
 
 __all__ = [
