@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from specread.answer import OFFICIAL_FORMAT, Answer, format_number, format_prediction
 from specread.errors import AnswerFormatError, SpecreadError
+from specread.extract.priors import parse_label
 from specread.metrics import Score, normalize_answer
-from specread.rank.priors import parse_label
 from specread.types import Prediction
 from specread.units.registry import get_registry
 
@@ -36,7 +36,7 @@ def old_normalize_answer(text: str | None) -> tuple[float, str] | None:
 
 
 def old_parse_label(text: str) -> tuple[float, str] | None:
-    """rank.priors.parse_label before Answer."""
+    """priors.parse_label before Answer."""
     text = (text or "").strip()
     if not text or text.startswith("["):
         return None

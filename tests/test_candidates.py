@@ -8,7 +8,7 @@ from conftest import FakeEngine, make_page, make_reader, make_token
 from specread.errors import UnknownEntityError
 from specread.extract import candidates_for, find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
-from specread.rank.priors import load_priors
+from specread.extract.priors import load_priors
 from specread.types import OcrPage
 
 

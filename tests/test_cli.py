@@ -13,10 +13,10 @@ from PIL import Image
 
 from conftest import CliInvoke, FakeEngine, TinyDataset, write_csv
 from specread.cli import app
+from specread.extract.priors import Priors
 from specread.io.check import check_output
 from specread.io.dataset import read_gold, read_predictions, read_rows
 from specread.metrics import score_rows
-from specread.rank.priors import Priors
 from specread.synth import make_dataset
 
 REQUIRED_COMMANDS = {"predict", "evaluate", "check", "read", "priors", "example"}

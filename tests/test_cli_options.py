@@ -159,7 +159,7 @@ def test_finetune_has_no_text_only_flag(cli: CliInvoke) -> None:
     assert "--lora" in text and "--text-only" not in text
 
 
-# -- train: the workflow now in specread.rank.train.train_ranker -----------------------------
+# -- train: the workflow now in specread.batch.train.train_ranker -----------------------------
 
 
 def test_train_reads_each_image_once_and_writes_a_ranker(

@@ -17,7 +17,7 @@ import pytest
 from conftest import make_page, make_token
 from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, FEATURE_TABLE, LAYOUT_FEATURES, page_candidates
-from specread.rank.priors import load_priors
+from specread.extract.priors import load_priors
 from specread.types import Candidate, OcrPage, OcrToken
 from specread.units.registry import ENTITIES
 

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import FakeEngine
 from specread.errors import UnknownEntityError
+from specread.extract.priors import load_priors
 from specread.pipeline import PageSource, SpecReader
-from specread.rank.priors import load_priors
 from specread.rank.rules import RuleScorer
 from specread.readers import build_reader
 from specread.settings import ReaderConfig, preset

@@ -18,8 +18,8 @@ import pytest
 from specread.errors import NotFittedError
 from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
+from specread.extract.priors import load_priors
 from specread.pipeline import SpecReader
-from specread.rank.priors import load_priors
 from specread.rank.ranker import CandidateRanker, load_default_ranker
 from specread.rank.rules import RuleScorer
 from specread.rank.train import LabelledRow, build_examples, fit_ranker, grouped_folds

@@ -19,16 +19,11 @@ loaded on first use, so ``import specread`` stays cheap for the CLI.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from specread.settings import PRESETS, OcrSettings, ReaderConfig, VlmSettings, preset
 from specread.types import Prediction, ReadResult
-
-try:
-    __version__ = version("specread")
-except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
-    __version__ = "0+unknown"
+from specread.version import __version__
 
 if TYPE_CHECKING:
     from specread.readers import Reader, available_readers, build_reader

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from specread.extract.priors import Priors, load_priors
 from specread.io.images import decode_image, image_digest, read_image_bytes
 from specread.ocr.cache import OcrCache, default_cache_dir
 from specread.ocr.engine import OcrEngine, build_engine
-from specread.rank.priors import Priors, load_priors
 from specread.rank.select import Scorer, Selector
 from specread.settings import ReaderConfig
 from specread.types import ImageInput, OcrPage, Prediction, ReadResult

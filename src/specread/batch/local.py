@@ -18,7 +18,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specread import __version__
 from specread.batch.failures import Failure, FailureLog, failure_from
 from specread.errors import MissingImagesError
 from specread.io.dataset import (
@@ -33,6 +32,7 @@ from specread.io.dataset import (
 )
 from specread.readers import Reader, build_reader
 from specread.settings import ReaderConfig
+from specread.version import __version__
 
 __all__ = [
     "RunStats",

@@ -23,7 +23,7 @@ def priors(
     ] = None,
 ) -> None:
     """Build the value/unit priors table from training labels (the packaged one is built this way)."""
-    from specread.rank.priors import build_priors_file
+    from specread.extract.priors import build_priors_file
 
     table, excluded = build_priors_file(train_csv, output, exclude or [])
     console.print(f"wrote {output}: {table.n_rows} label rows counted, {excluded} image links excluded")
@@ -39,7 +39,7 @@ def train(
 ) -> None:
     """Train the candidate ranker on labelled images (the packaged model is built this way)."""
     setup_logging()
-    from specread.rank.train import train_ranker
+    from specread.batch.train import train_ranker
 
     with progress_bar("OCR") as tick:
         _, n_rows = train_ranker(

@@ -30,8 +30,8 @@ from functools import cache
 import numpy as np
 
 from specread.extract.candidates import Mention, candidates_for, neighbour_table, quantity_key
+from specread.extract.priors import Priors
 from specread.parse.numbers import normalize_text
-from specread.rank.priors import Priors
 from specread.types import Box, Candidate, OcrPage
 from specread.units.registry import ENTITIES, get_registry
 

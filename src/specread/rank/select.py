@@ -14,7 +14,7 @@ from typing import Protocol
 
 from specread.extract.candidates import find_mentions
 from specread.extract.features import page_candidates
-from specread.rank.priors import Priors
+from specread.extract.priors import Priors
 from specread.types import Candidate, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
@@ -57,15 +56,9 @@ from specread.service.guards import FORM_SLACK, GuardMiddleware
 from specread.service.pool import OcrPool
 from specread.service.routes import add_error_handlers, add_routes
 from specread.settings import ServiceSettings
+from specread.version import __version__
 
 __all__ = ["create_app", "serve", "uvicorn_options"]
-
-
-def _version() -> str:
-    try:
-        return version("specread")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-        return "0"
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -91,7 +84,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     app = FastAPIOffline(
         title="specread",
-        version=_version(),
+        version=__version__,
         description=(
             "Read product specifications (weight, volume, voltage, wattage, dimensions) off product images. "
             'Every error answers `{"error": {"code", "message"}}`.'
