@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,9 +36,11 @@ from specread.settings import ReaderConfig
 from specread.version import __version__
 
 __all__ = [
+    "Run",
     "RunStats",
     "check_images_present",
     "job_record",
+    "open_run",
     "plan_run",
     "predict_csv",
     "read_image_rows",
@@ -208,11 +211,6 @@ def _work(path: Path | None, rows: Sequence[Row]) -> ImageResult:
     return read_image_rows(_READER, path, rows)
 
 
-def _resolve(images_dir: Path, link: str) -> Path | None:
-    name = image_name(link)
-    return images_dir / name if name else None
-
-
 def predict_csv(
     input_csv: str | Path,
     images_dir: str | Path,
@@ -249,60 +247,102 @@ def predict_csv(
         JobMismatchError: the output belongs to another job.
         MissingImagesError: most images are not in ``images_dir`` (before any OCR).
     """
-    rows = read_rows(input_csv)
-    images = Path(images_dir)
-    if not images.is_dir():
-        raise FileNotFoundError(f"images folder not found: {images}")
     config = config or ReaderConfig()
     if config.reader != "ocr" and workers > 1:
         log.warning("--reader %s runs in one process (the VLM holds the GPU): ignoring --workers", config.reader)
         workers = 1
+    with open_run(input_csv, images_dir, output_csv, config, with_confidence, overwrite, allow_missing) as run:
+        groups, total, done = run.groups, len(run.groups), 0
+        if workers <= 1:
+            local = reader or build_reader(config)
+            size = local.batch_images
+            if size > 1:
+                for start in range(0, total, size):
+                    chunk = [(run.path_of(link), rs) for link, rs in groups[start : start + size]]
+                    for result in read_images_batch(local, chunk):
+                        run.record(*result)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+            else:
+                for link, image_rows in groups:
+                    run.record(*read_image_rows(local, run.path_of(link), image_rows))
+                    done += 1
+                    if progress:
+                        progress(done, total)
+        else:
+            for result in _pool_map(config, workers, [(run.path_of(link), rs) for link, rs in groups]):
+                run.record(*result)
+                done += 1
+                if progress:
+                    progress(done, total)
+    return run.stats
+
+
+@dataclass
+class Run:
+    """One job's open output, what is left to do, and its failures (see :func:`open_run`)."""
+
+    rows: list[Row]
+    images: Path
+    groups: list[tuple[str, list[Row]]]
+    stats: RunStats
+    writer: OutputWriter
+    failures: FailureLog
+
+    def path_of(self, link: str) -> Path | None:
+        """Where an image link's file is in the images folder (None for an empty link)."""
+        name = image_name(link)
+        return self.images / name if name else None
+
+    def record(self, results: Sequence[RowResult], failure: Failure | None = None) -> None:
+        """Write one image's rows (flushed, so a kill loses nothing) and count its failure."""
+        if failure is not None:
+            self.fail(failure)
+        for index, pred, conf in results:
+            self.writer.write(index, pred, conf)
+        self.writer.flush()
+
+    def fail(self, failure: Failure) -> None:
+        self.stats.record(failure)
+        self.failures.add(failure)
+
+
+@contextmanager
+def open_run(
+    input_csv: str | Path,
+    images_dir: str | Path,
+    output_csv: str | Path,
+    config: ReaderConfig,
+    with_confidence: bool = False,
+    overwrite: bool = False,
+    allow_missing: bool = False,
+) -> Iterator[Run]:
+    """Everything every runner does around its reading: check, claim or resume the job, then finish it.
+
+    Before any work: the input rows are validated, the images folder must exist and (unless
+    ``allow_missing``) hold most of the images, and the output must belong to this job
+    (:class:`~specread.io.dataset.OutputWriter`). After the runner's loop: the failures file is
+    settled and the output rewritten in input order with one row per index.
+
+    Raises:
+        InputFormatError, FileNotFoundError, MissingImagesError, JobMismatchError: before any work.
+    """
+    rows = read_rows(input_csv)
+    images = Path(images_dir).resolve()
+    if not images.is_dir():
+        raise FileNotFoundError(f"images folder not found: {images}")
     if not allow_missing:
         check_images_present(rows, images)
     job = job_record(rows, config, with_confidence)
     with OutputWriter(output_csv, with_confidence=with_confidence, job=job, overwrite=overwrite) as writer:
         failures = FailureLog(failures_path(output_csv))
         groups, stats = plan_run(rows, writer, failures.retry)
-        stats.failures_file = failures.path
-        total = len(groups)
-
-        def record(results: list[RowResult], failure: Failure | None) -> None:
-            if failure is not None:
-                stats.record(failure)
-                failures.add(failure)
-            for index, pred, conf in results:
-                writer.write(index, pred, conf)
-            writer.flush()
-
-        done = 0
-        if workers <= 1:
-            local = reader or build_reader(config)
-            size = local.batch_images
-            if size > 1:
-                for start in range(0, total, size):
-                    chunk = [(_resolve(images, link), rs) for link, rs in groups[start : start + size]]
-                    for result in read_images_batch(local, chunk):
-                        record(*result)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-            else:
-                for link, image_rows in groups:
-                    record(*read_image_rows(local, _resolve(images, link), image_rows))
-                    done += 1
-                    if progress:
-                        progress(done, total)
-        else:
-            for result in _pool_map(config, workers, [(_resolve(images, link), rs) for link, rs in groups]):
-                record(*result)
-                done += 1
-                if progress:
-                    progress(done, total)
+        run = Run(rows, images, groups, stats, writer, failures)
+        yield run
         failures.close()
     finalize_output(output_csv, [r.index for r in rows])
-    if not stats.failed_images:
-        stats.failures_file = None
-    return stats
+    stats.failures_file = failures.path if stats.failed_images else None
 
 
 Job = tuple[Path | None, list[Row]]

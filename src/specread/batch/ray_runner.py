@@ -29,9 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from specread.batch.failures import Failure, FailureLog
-from specread.batch.local import RunStats, check_images_present, job_record, plan_run, read_image_rows
-from specread.io.dataset import OutputWriter, Row, failures_path, finalize_output, image_name, read_rows
+from specread.batch.failures import Failure
+from specread.batch.local import Run, RunStats, open_run, read_image_rows
+from specread.io.dataset import Row
 from specread.settings import ReaderConfig
 
 __all__ = ["ImageBatchReader", "predict_csv_ray"]
@@ -109,32 +109,16 @@ def predict_csv_ray(
         ImportError: Ray is not installed (``pip install 'specread[ray]'``).
         FileNotFoundError: the images folder does not exist.
     """
-    rows = read_rows(input_csv)
-    images = Path(images_dir).resolve()
-    if not images.is_dir():
-        raise FileNotFoundError(f"images folder not found: {images}")
     config = config or ReaderConfig()
-    if not allow_missing:
-        check_images_present(rows, images)
-    job = job_record(rows, config, with_confidence)
-    with OutputWriter(output_csv, with_confidence=with_confidence, job=job, overwrite=overwrite) as writer:
-        failures = FailureLog(failures_path(output_csv))
-        groups, stats = plan_run(rows, writer, failures.retry)
-        if groups:
-            _run(groups, images, config, writer, stats, failures, address, progress, actors, batch_size)
-        failures.close()
-    finalize_output(output_csv, [r.index for r in rows])
-    stats.failures_file = failures.path if stats.failed_images else None
-    return stats
+    with open_run(input_csv, images_dir, output_csv, config, with_confidence, overwrite, allow_missing) as run:
+        if run.groups:
+            _run(run, config, address, progress, actors, batch_size)
+    return run.stats
 
 
 def _run(
-    groups: list[tuple[str, list[Row]]],
-    images: Path,
+    run: Run,
     config: ReaderConfig,
-    writer: OutputWriter,
-    stats: RunStats,
-    failures: FailureLog,
     address: str | None,
     progress: Callable[[int, int], None] | None,
     actors: int | None,
@@ -154,9 +138,9 @@ def _run(
         logging.getLogger(f"ray.data._internal.{name}").setLevel(logging.WARNING)
     try:
         items = []
-        for link, image_rows in groups:
-            name = image_name(link)
-            items.append({"image": link, "path": str(images / name) if name else "", "rows": _pack(image_rows)})
+        for link, image_rows in run.groups:
+            path = run.path_of(link)
+            items.append({"image": link, "path": str(path) if path else "", "rows": _pack(image_rows)})
         pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
         pool = max(1, min(pool, len(items)))
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), pool * 8)))
@@ -174,16 +158,15 @@ def _run(
             for index, pred, conf, image, kind, reason in zip(
                 *(batch[key] for key in ("index", "prediction", "confidence", "image", "kind", "reason")), strict=True
             ):
-                writer.write(str(index), str(pred), float(conf))
+                run.writer.write(str(index), str(pred), float(conf))
                 seen.add(str(image))
                 if kind:
                     earlier = failed.get(str(image))
                     indices = (*earlier.indices, str(index)) if earlier else (str(index),)
                     failed[str(image)] = Failure(str(image), str(kind), str(reason), indices)
-            writer.flush()
+            run.writer.flush()
             for failure in failed.values():  # an image's rows come back in one actor batch
-                stats.record(failure)
-                failures.add(failure)
+                run.fail(failure)
             failed.clear()
             if progress:
                 progress(len(seen), total)
