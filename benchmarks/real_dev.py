@@ -98,7 +98,7 @@ def _dims_breakdown(rows, preds) -> dict:
     """Where dimension answers go wrong: right, twin unit, another candidate, nothing readable."""
     from specread.extract.candidates import find_mentions
     from specread.extract.features import page_candidates
-    from specread.rank.priors import load_priors
+    from specread.extract.priors import load_priors
 
     priors = load_priors()
     out: dict[str, Counter] = {e: Counter() for e in DIMS}
@@ -127,7 +127,7 @@ def _candidate_recall(rows) -> dict:
     """
     from specread.extract.candidates import find_mentions
     from specread.extract.features import page_candidates
-    from specread.rank.priors import load_priors
+    from specread.extract.priors import load_priors
 
     priors = load_priors()
     hits: dict[str, list[bool]] = {}
@@ -178,8 +178,8 @@ def _over_repeats(reports: list[dict]) -> dict:
 def cross_validation(args: argparse.Namespace) -> dict:
     from specread.batch.local import warm_cache
     from specread.errors import ImageLoadError
+    from specread.extract.priors import load_priors
     from specread.io.dataset import image_name
-    from specread.rank.priors import load_priors
     from specread.rank.rules import RuleScorer
     from specread.rank.train import cross_validate, fit_ranker, load_labelled_rows
     from specread.readers import build_reader
