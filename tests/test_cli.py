@@ -110,7 +110,7 @@ def test_predict_cache_dir_option(
         ("--preset", "turbo", "unknown preset 'turbo'"),
         ("--reader", "oracle", "unknown reader 'oracle'"),
         ("--engine", "spark", "unknown engine 'spark'"),
-        ("--reader", "vlm", "needs --model"),
+        ("--reader", "vlm", "needs --vlm-model"),
         ("--retry-side", "500", "above the first pass's (960)"),
         ("--retry-side", "4000", "at most max_side (2000)"),
     ],

@@ -63,7 +63,7 @@ def test_read_cache_dir_and_defaults(
         (["--preset", "turbo"], "unknown preset 'turbo'; choose one of: accurate, fast"),
         (["--retry-side", "500"], "above the first pass's (960)"),
         (["--scorer", "magic"], "unknown scorer 'magic'"),
-        (["--reader", "hybrid"], "--reader hybrid needs --model"),
+        (["--reader", "hybrid"], "--reader hybrid needs --vlm-model"),
     ],
 )
 def test_read_refuses_bad_reader_options(
@@ -162,13 +162,13 @@ def test_finetune_has_no_text_only_flag(cli: CliInvoke) -> None:
 # -- train: the workflow now in specread.batch.train.train_ranker -----------------------------
 
 
-def test_train_reads_each_image_once_and_writes_a_ranker(
+def test_train_reads_each_image_once_and_writes_a_model_folder(
     cli: CliInvoke, tmp_dataset: TinyDataset, fake_rapidocr: FakeEngine, tmp_path: Path
 ) -> None:
-    from specread.rank.ranker import CandidateRanker
+    from specread.rank.model import load_model
 
-    model = tmp_path / "models" / "ranker.txt"
+    model = tmp_path / "models" / "mine"
     result = cli("train", tmp_dataset.gold_csv, "--images", tmp_dataset.images, "-o", model, "--seed", "3")
     assert result.exit_code == 0, result.output
     assert f"trained on {len(tmp_dataset.rows)} labelled rows, seed 3" in result.output
-    assert CandidateRanker.load(model).booster_ is not None
+    assert load_model(model).ranker.booster_ is not None

@@ -1,6 +1,6 @@
 """The feature table: names and entity order the shipped ranker was trained on, and pinned feature values.
 
-The ranker in ``specread/data/ranker.txt`` reads features by column position
+The ranker in ``specread/data/model/ranker.txt`` reads features by column position
 and the entity as its index in :data:`ENTITIES` (``entity_id``): a renamed or
 moved feature, or a reordered entity, silently feeds it other numbers. These
 tests make any such change fail until the ranker is retrained.
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from importlib import resources
 
 import pytest
 
 from conftest import make_page, make_token
+from specread.data import PACKAGED_MODEL
 from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, FEATURE_TABLE, LAYOUT_FEATURES, page_candidates
 from specread.extract.priors import load_priors
@@ -26,7 +26,7 @@ from specread.units.registry import ENTITIES
 
 def _ranker_feature_names() -> tuple[str, ...]:
     """The ``feature_names=`` line of LightGBM's text model in the shipped ranker."""
-    text = resources.files("specread.data").joinpath("ranker.txt").read_text(encoding="utf-8")
+    text = (PACKAGED_MODEL / "ranker.txt").read_text(encoding="utf-8")
     (line,) = [ln for ln in text.splitlines() if ln.startswith("feature_names=")]
     return tuple(line.removeprefix("feature_names=").split())
 

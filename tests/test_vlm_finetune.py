@@ -146,7 +146,7 @@ def test_overfit_sixteen_labels_then_predict_through_the_cli(tiny_model: Path, t
     assert report["exact"] >= 15, list(zip(preds, [e.value for e in examples], strict=True))
 
     predictions = tmp_path / "pred.csv"
-    run = cli("predict", inputs, "--images", images, "--output", predictions, "--reader", "vlm", "--model", out)
+    run = cli("predict", inputs, "--images", images, "--output", predictions, "--reader", "vlm", "--vlm-model", out)
     assert run.exit_code == 0, run.output
     assert check_output(predictions, inputs).ok
     scored = cli("evaluate", predictions, labels, "--json")
@@ -194,10 +194,10 @@ def test_cli_hybrid_reader_runs_ocr_then_the_vlm(
 ) -> None:
     out = tmp_path / "hybrid.csv"
     args = ["--images", tmp_dataset.images, "--output", out, "--no-cache", "--scorer", "rules"]
-    vlm = ["--reader", "hybrid", "--model", tiny_model, "--vlm-threshold", "1.01"]  # above 1: every entity to the VLM
+    vlm = ["--reader", "hybrid", "--vlm-model", tiny_model, "--vlm-threshold", "1.01"]  # above 1: all to the VLM
     run = cli("predict", tmp_dataset.input_csv, *args, *vlm)
     assert run.exit_code == 0, run.output
     assert check_output(out, tmp_dataset.input_csv).ok  # an untrained VLM's text never yields an invalid row
     assert fake_rapidocr.calls == len({name for _, name, _, _ in tmp_dataset.rows})
     missing = cli("predict", tmp_dataset.input_csv, *args, "--reader", "hybrid")
-    assert missing.exit_code == 2 and "--model" in missing.output
+    assert missing.exit_code == 2 and "--vlm-model" in missing.output

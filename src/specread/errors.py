@@ -20,6 +20,7 @@ __all__ = [
     "JobMismatchError",
     "MissingColumnsError",
     "MissingImagesError",
+    "ModelMismatchError",
     "NotFittedError",
     "SpecreadError",
     "UnknownEntityError",
@@ -130,6 +131,18 @@ class MissingImagesError(SpecreadError, FileNotFoundError):
             "download them first (add --download, or run: specread download INPUT.csv --images FOLDER), "
             "or pass --allow-missing to answer their rows without them"
         )
+
+
+class ModelMismatchError(SpecreadError, ValueError):
+    """A model folder this run cannot use: missing, garbled, or trained on other OCR settings or features."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"model {self.path} {self.reason}"
 
 
 class NotFittedError(SpecreadError, AttributeError):

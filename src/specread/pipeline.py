@@ -22,16 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from specread.extract.priors import Priors, load_priors
+from specread.extract.priors import Priors
 from specread.io.images import decode_image, image_digest, read_image_bytes
 from specread.ocr.cache import OcrCache, default_cache_dir
 from specread.ocr.engine import OcrEngine, build_engine
+from specread.rank.model import Model, check_model, load_model
 from specread.rank.select import Scorer, Selector
 from specread.settings import ReaderConfig
 from specread.types import ImageInput, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
-__all__ = ["SCORERS", "PageSource", "SpecReader", "build_ocr_reader"]
+__all__ = ["SCORERS", "PageSource", "SpecReader", "build_ocr_reader", "reader_model"]
 
 
 class PageSource:
@@ -140,30 +141,50 @@ class SpecReader:
         return [self.read(image, entities, group_id) for image, entities, group_id in items]
 
 
-def _rules_scorer() -> Scorer:
+def _rules_scorer(model: Model) -> Scorer:
     from specread.rank.rules import RuleScorer
 
     return RuleScorer()
 
 
-def _ranker_scorer() -> Scorer:
-    from specread.rank.ranker import load_default_ranker
-
-    return load_default_ranker()
+def _ranker_scorer(model: Model) -> Scorer:
+    return model.ranker
 
 
-SCORERS: dict[str, Callable[[], Scorer]] = {"rules": _rules_scorer, "ranker": _ranker_scorer}
+SCORERS: dict[str, Callable[[Model], Scorer]] = {"rules": _rules_scorer, "ranker": _ranker_scorer}
+"""Scorer name -> the scorer a model folder gives."""
+
+
+def reader_model(config: ReaderConfig) -> Model:
+    """The model folder a reader built from ``config`` uses, checked against its OCR settings.
+
+    ``config.model``, else ``$SPECREAD_MODEL``, else the packaged model. With the ranker, a model
+    trained on pages read otherwise (another detector side...), on other features or another
+    entity order is refused; with the rules only its priors are used, so only its files are checked.
+
+    Raises:
+        ModelMismatchError: a missing, garbled or mismatched model folder.
+    """
+    model = load_model(config.model or None)
+    if config.scorer == "ranker":
+        check_model(model, config.ocr)
+    return model
 
 
 def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = None) -> SpecReader:
     """Build a :class:`SpecReader` from plain config (``engine`` replaces the configured one, for tests).
 
+    The scorer and the priors come from the model folder (:func:`reader_model`), checked
+    before any OCR model is loaded.
+
     Raises:
         ValueError: unknown scorer or engine name (the message lists valid ones).
+        ModelMismatchError: a model folder this reader cannot use.
     """
     config = config or ReaderConfig()
     if config.scorer not in SCORERS:
         raise ValueError(f"unknown scorer {config.scorer!r}; choose one of: {', '.join(sorted(SCORERS))}")
+    model = reader_model(config)
     if engine is None:
         engine = build_engine(config.ocr.engine, **config.ocr.engine_options())
     root = None
@@ -178,8 +199,8 @@ def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | Non
         retry = PageSource(finer, OcrCache(root, finer.fingerprint()) if root else None)
     return SpecReader(
         engine=engine,
-        scorer=SCORERS[config.scorer](),
-        priors=load_priors(),
+        scorer=SCORERS[config.scorer](model),
+        priors=model.priors,
         cache=OcrCache(root, engine.fingerprint()) if root else None,
         use_priors_fallback=config.use_priors_fallback,
         retry=retry,

@@ -8,8 +8,8 @@ identical readers from it, and an output's job record stores it.
 * :class:`OcrSettings`: the OCR engine (detector side, backend, precision...);
   :func:`preset` gives a named one (``accurate``, ``fast``).
 * :class:`VlmSettings`: the optional VLM reader.
-* :class:`ReaderConfig`: which reader, which scorer, the second pass, the
-  priors fallback and the OCR cache, with an :class:`OcrSettings` and a
+* :class:`ReaderConfig`: which reader, which scorer and model folder, the second
+  pass, the priors fallback and the OCR cache, with an :class:`OcrSettings` and a
   :class:`VlmSettings` inside.
 * :class:`ServiceSettings`: the HTTP service (pool, limits, timeouts), with a
   :class:`ReaderConfig` and a :class:`FetchPolicy` (what an image URL fetch may do) inside.
@@ -158,6 +158,9 @@ class ReaderConfig:
         cache_dir: OCR cache folder; ``None`` disables the cache; ``"default"`` uses
             ``$SPECREAD_CACHE`` or the user cache folder.
         vlm: the VLM reader's settings.
+        model: the model folder (ranker and priors) written by ``specread train``; ``""`` uses
+            ``$SPECREAD_MODEL`` or the packaged model (:func:`specread.rank.model.load_model`).
+            A ranker trained on pages read with other OCR settings is refused when the reader is built.
 
     Raises:
         ValueError: a second-pass side not above the first pass's or above ``max_side``.
@@ -170,6 +173,7 @@ class ReaderConfig:
     use_priors_fallback: bool = _READER["use_priors_fallback"]
     cache_dir: str | None = _READER["cache_dir"]
     vlm: VlmSettings = field(default_factory=VlmSettings)
+    model: str = _READER["model"]
 
     def __post_init__(self) -> None:
         if self.retry_side and not self.ocr.det_side < self.retry_side <= self.ocr.max_side:

@@ -31,6 +31,7 @@ from specread.io.dataset import (
     read_rows,
     rows_digest,
 )
+from specread.pipeline import reader_model
 from specread.readers import Reader, build_reader
 from specread.settings import ReaderConfig
 from specread.version import __version__
@@ -163,14 +164,20 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
 
 
 def job_record(rows: Sequence[Row], config: ReaderConfig, with_confidence: bool) -> dict:
-    """What an output belongs to: the input rows, the settings that change answers, columns and version.
+    """What an output belongs to: the input rows, the settings that change answers, the model, columns and version.
 
-    The OCR cache folder is left out (it changes speed, not answers).
+    The OCR cache folder is left out (it changes speed, not answers). The model is its folder's
+    digest, so a model retrained in the same folder is another job; loading it here also refuses
+    a missing or mismatched model before any work (a VLM-only reader uses none).
+
+    Raises:
+        ModelMismatchError: the model folder is missing, garbled or trained on other OCR settings.
     """
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "cache_dir"}
     return {
         "input": rows_digest(rows),
         "settings": settings,
+        "model": "" if config.reader == "vlm" else reader_model(config).digest,
         "columns": ["index", "prediction", *(["confidence"] if with_confidence else [])],
         "specread": __version__,
     }

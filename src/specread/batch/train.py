@@ -1,29 +1,96 @@
-"""Training runner: labelled images -> OCR pass (parallel, cached) -> a fitted ranker on disk.
+"""Training runner: labelled images -> OCR pass (parallel, cached, resumable) -> a model folder.
 
 What ``specread train`` runs. It sits with the runners because it drives the
 OCR reader over a labelled CSV the way ``predict`` drives it over an input CSV;
-the fitting itself is :func:`specread.rank.train.fit_ranker`.
+the fitting itself is :func:`specread.rank.train.fit_ranker`, and the folder
+(ranker, priors, manifest) is :mod:`specread.rank.model`'s.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from specread.batch.local import warm_cache
+from specread.data import PACKAGED_MODEL
 from specread.errors import ImageLoadError
-from specread.extract.priors import load_priors
+from specread.extract.priors import Priors, image_links
 from specread.io.dataset import read_labels
+from specread.metrics import score_rows
 from specread.pipeline import build_ocr_reader
-from specread.rank.ranker import CandidateRanker
-from specread.rank.train import fit_ranker, load_labelled_rows
-from specread.settings import ReaderConfig
+from specread.rank.model import Model, file_sha256, labels_fingerprint, ocr_card, save_model
+from specread.rank.select import Selector
+from specread.rank.train import LabelledRow, fit_ranker, grouped_folds, load_labelled_rows
+from specread.settings import OcrSettings, ReaderConfig
 from specread.types import OcrPage
 
-__all__ = ["train_ranker"]
+__all__ = ["holdout_metrics", "load_training_priors", "train_ranker"]
 
 log = logging.getLogger("specread")
+
+
+def load_training_priors(path: str | Path, exclude_links: frozenset[str] = frozenset()) -> tuple[Priors, dict]:
+    """Priors from a ``priors.json`` (``specread priors``, a model folder's) or counted from a labels CSV.
+
+    Returns:
+        The priors, and what they were built from (the manifest's ``priors_from``).
+
+    Raises:
+        InputFormatError: a CSV that is not a labels CSV.
+        ValueError: a JSON file that is not a priors table.
+    """
+    source = Path(path)
+    if source.suffix.lower() == ".json":
+        try:
+            priors = Priors.from_dict(json.loads(source.read_text(encoding="utf-8")))
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{source}: not a priors table written by `specread priors` ({exc})") from None
+        return priors, {"file": source.name, "sha256": file_sha256(source), "rows": priors.n_rows}
+    priors = Priors.build(source, exclude_links)
+    record = {"labels": source.name, "sha256": file_sha256(source), "rows": priors.n_rows}
+    return priors, record | ({"excluded_image_links": len(exclude_links)} if exclude_links else {})
+
+
+def holdout_metrics(
+    rows: Sequence[LabelledRow], priors_for: Callable[[set[str]], Priors], folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Hold out one grouped fold, fit on the others, and score the held-out rows as a reader would.
+
+    Folds are :func:`~specread.rank.train.grouped_folds`: no image and no ``group_id`` on both
+    sides. ``priors_for(held-out image keys)`` gives the priors to fit and select with, so
+    priors counted from the same labels can leave the held-out images out.
+
+    Returns:
+        ``method`` and the held-out report (:meth:`specread.metrics.Report.to_dict`: F1,
+        test-weighted F1, per entity), or ``method`` and why it was ``skipped``.
+    """
+    if folds < 2:
+        return {"method": "none", "skipped": f"no hold-out asked (--holdout {folds})"}
+    fold = grouped_folds(rows, folds, seed)
+    held = [r for r, f in zip(rows, fold, strict=True) if f == 0]
+    kept = [r for r, f in zip(rows, fold, strict=True) if f != 0]
+    method = (
+        f"grouped hold-out: 1 of {folds} folds ({len(held)} rows, no image or group_id shared with the "
+        f"{len(kept)} rows fitted on); the saved ranker is refitted on all rows"
+    )
+    if not held or not kept:
+        return {"method": method, "skipped": "every row is linked to every other through images or group_ids"}
+    priors = priors_for({r.key for r in held})
+    try:
+        ranker = fit_ranker(kept, priors, seed=seed)
+    except ValueError as exc:  # e.g. no candidate of the fitted side equals its label
+        return {"method": method, "skipped": f"the other folds cannot be fitted: {exc}"}
+    selector = Selector(ranker, priors)
+    preds = {
+        str(i): selector.select(r.page, [r.entity], r.group_id or None).predictions[r.entity].text
+        for i, r in enumerate(held)
+    }
+    gold = {str(i): r.gold for i, r in enumerate(held)}
+    entities = {str(i): r.entity for i, r in enumerate(held)}
+    return {"method": method, **score_rows(preds, gold, entities).to_dict()}
 
 
 def train_ranker(
@@ -31,53 +98,94 @@ def train_ranker(
     images_dir: str | Path,
     output: str | Path,
     *,
+    ocr: OcrSettings | None = None,
+    priors: str | Path | None = None,
+    priors_exclude: Sequence[str | Path] = (),
+    holdout: int = 5,
     cache_dir: str | None = "default",
     workers: int = 1,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[CandidateRanker, int]:
-    """Train the candidate ranker on labelled images and save it to ``output``: what ``specread train`` runs.
+) -> tuple[Model, int]:
+    """Train a model folder on labelled images: what ``specread train`` runs.
 
-    The images are read by ``workers`` OCR processes into the OCR cache first (the slow part,
-    in parallel), then the training rows take their pages from it; an image that cannot be
-    read drops its rows with a warning. The labels are checked and ``output``'s folder made
-    before any OCR, so a bad CSV or an unwritable path fails at once, not after hours of OCR.
-    The OCR reader uses the rules scorer: training needs only its pages, and the ranker being
-    trained may not exist yet.
+    1. The images are read by ``workers`` OCR processes into the OCR cache (the slow part, in
+       parallel). Pages are cached one by one as they are read, so a run killed here is started
+       again with the same command and reads only the images not yet cached.
+    2. The training rows take their pages from the cache; an image that cannot be read drops its
+       rows with a warning.
+    3. Priors: counted from ``labels_csv`` itself, unless ``priors`` names a ``priors.json`` or
+       another labels CSV (counted without the images of the ``priors_exclude`` CSVs).
+    4. Validation (:func:`holdout_metrics`): one grouped fold of ``holdout`` is held out, the
+       ranker fitted on the rest and scored on it (skipped with ``holdout`` 0).
+    5. The ranker is fitted on all rows (:func:`~specread.rank.train.fit_ranker`) and the folder
+       written (:func:`~specread.rank.model.save_model`): ranker, priors, and a manifest with the
+       OCR settings, data fingerprints, parameters and the validation figures.
+
+    The labels (and ``priors``) are checked and ``output`` made before any OCR, so a bad CSV or an
+    unwritable path fails at once, not after hours of OCR. The OCR pass reads with the rules
+    scorer and the packaged model's priors: it needs only pages, whatever ``$SPECREAD_MODEL`` says.
 
     Args:
         labels_csv: ``image_link,group_id,entity_name,entity_value[,image_file]``.
         images_dir: the images, named by the file name of ``image_file`` or ``image_link``.
-        output: where the model is written (its folder is created).
+        output: the model folder to write (created; a model already there is replaced).
+        ocr: how pages are read (default: the ``accurate`` preset); predicting with the model
+            needs the same page settings (:data:`specread.rank.model.PAGE_SETTINGS`).
+        priors: a ``priors.json`` or labels CSV for the priors (default: ``labels_csv``).
+        priors_exclude: CSVs whose ``image_link`` rows a ``priors`` labels CSV is counted without
+            (evaluation sets that are also in the training labels).
+        holdout: hold out 1/``holdout`` of the rows to measure the model (0: no validation).
         cache_dir: the OCR cache; ``"default"`` is ``$SPECREAD_CACHE`` or the user cache folder
             (None is refused: the pages pass through the cache).
         workers: OCR processes.
-        seed: the ranker's seed (training is deterministic for a seed).
+        seed: the ranker's and the folds' seed (training is deterministic for a seed).
         progress: called with ``(images read, images)`` during OCR.
 
     Returns:
-        The fitted ranker, and how many labelled rows it learned from.
+        The model written, and how many labelled rows it learned from.
 
     Raises:
         InputFormatError: the labels CSV is missing, lacks a column or is not a UTF-8 CSV.
-        ValueError: no ``cache_dir``.
-        OSError: ``output``'s folder cannot be made or written.
+        ValueError: no ``cache_dir``, a ``priors`` file that is not a priors table, no row to learn from.
+        OSError: ``output`` cannot be made or written.
     """
     images = Path(images_dir)
     labels = read_labels(labels_csv)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    config = ReaderConfig(scorer="rules", cache_dir=cache_dir)
+    given = load_training_priors(priors, image_links(priors_exclude)) if priors else None
+    Path(output).mkdir(parents=True, exist_ok=True)
+    ocr = ocr or OcrSettings()
+    config = ReaderConfig(scorer="rules", ocr=ocr, cache_dir=cache_dir, model=str(PACKAGED_MODEL))
     warm_cache([images / label.image for label in labels], config, workers, progress=progress)
     reader = build_ocr_reader(config)
 
-    def ocr(path: Path) -> OcrPage | None:
+    def page(path: Path) -> OcrPage | None:
         try:
             return reader.ocr(path)
         except ImageLoadError as exc:
             log.warning("%s (row skipped)", exc)
             return None
 
-    rows = load_labelled_rows(labels_csv, images, ocr)
-    model = fit_ranker(rows, load_priors(), seed=seed)
-    model.save(output)
+    rows = load_labelled_rows(labels_csv, images, page)
+    if not rows:
+        raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
+    links: dict[str, set[str]] = {}
+    for label in labels:
+        links.setdefault(label.image, set()).add(label.image_link)
+
+    def priors_for(held: set[str]) -> Priors:
+        if given:
+            return given[0]
+        return load_training_priors(labels_csv, frozenset(link for key in held for link in links[key]))[0]
+
+    metrics = holdout_metrics(rows, priors_for, holdout, seed)
+    metrics["priors"] = "as given (--priors)" if given else "counted from the labels, without the held-out images"
+    table, priors_from = given or load_training_priors(labels_csv)
+    card = {
+        "ocr": ocr_card(ocr),
+        "data": {**labels_fingerprint(labels_csv), "rows_used": len(rows)},
+        "metrics": metrics,
+        "priors_from": priors_from,
+    }
+    model = save_model(output, fit_ranker(rows, table, seed=seed), table, card)
     return model, len(rows)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from specread.rank.model import MODEL_ENV
 from specread.settings import PRESETS, ReaderConfig, VlmSettings
 from specread.settings import preset as ocr_preset
 
@@ -37,6 +38,7 @@ __all__ = [
     "SeedOpt",
     "VerboseOpt",
     "VlmBatchSizeOpt",
+    "VlmModelOpt",
     "VlmThresholdOpt",
     "WorkersOpt",
     "check_choice",
@@ -75,9 +77,18 @@ CacheDirOpt = Annotated[
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the OCR cache.")]
 ReaderOpt = Annotated[str, typer.Option("--reader", help="ocr, vlm or hybrid (OCR first, VLM when unsure).")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        envvar=MODEL_ENV,
+        show_envvar=True,
+        help="Model folder written by `specread train` (ranker and priors; default: the packaged model).",
+    ),
+]
 
 # -- the VLM reader (VlmSettings) -----------------------------------------------------------
-ModelOpt = Annotated[str, typer.Option("--model", help="VLM weights folder or id (vlm/hybrid).")]
+VlmModelOpt = Annotated[str, typer.Option("--vlm-model", help="VLM weights folder or id (vlm/hybrid).")]
 VlmThresholdOpt = Annotated[
     float, typer.Option("--vlm-threshold", help="hybrid: rows under this OCR confidence go to the VLM.")
 ]
@@ -106,7 +117,8 @@ def reader_config(
     default_cache: str | None = DEFAULT_READER.cache_dir,
     scorer: str = DEFAULT_READER.scorer,
     reader: str = DEFAULT_READER.reader,
-    model: str = DEFAULT_VLM.model,
+    model: str = DEFAULT_READER.model,
+    vlm_model: str = DEFAULT_VLM.model,
     vlm_threshold: float = DEFAULT_VLM.threshold,
     vlm_batch_size: int = DEFAULT_VLM.batch_size,
     prompt_template: Path | None = None,
@@ -115,32 +127,38 @@ def reader_config(
 
     ``cache_dir`` wins over ``default_cache`` (the command's default: the user cache folder,
     or none for the service); ``no_cache`` turns the cache off. Names are checked here, before a
-    command reads any file, so a typo costs nothing.
+    command reads any file, so a typo costs nothing; so is the model folder (``model``, from
+    ``--model`` or ``$SPECREAD_MODEL``): one trained on pages read otherwise is refused here.
 
     Raises:
-        ValueError: an unknown scorer, preset or reader, a VLM reader without ``model``, or
+        ValueError: an unknown scorer, preset or reader, a VLM reader without ``vlm_model``, or
             settings the tree refuses (``retry_side`` out of range...): a usage error, exit 2.
+        ModelMismatchError: a model folder that is missing, garbled or trained otherwise (exit 2).
     """
-    from specread.pipeline import SCORERS
+    from specread.pipeline import SCORERS, reader_model
     from specread.readers import available_readers
 
     check_choice("scorer", scorer, SCORERS)
     check_choice("reader", reader, available_readers())
-    if reader != "ocr" and not model:
-        raise ValueError(f"--reader {reader} needs --model PATH_OR_ID")
-    return ReaderConfig(
+    if reader != "ocr" and not vlm_model:
+        raise ValueError(f"--reader {reader} needs --vlm-model PATH_OR_ID")
+    config = ReaderConfig(
         reader=reader,
         scorer=scorer,
         ocr=ocr_preset(preset),
         retry_side=retry_side,
         cache_dir=None if no_cache else (cache_dir or default_cache),
+        model=model,
         vlm=VlmSettings(
-            model=model,
+            model=vlm_model,
             threshold=vlm_threshold,
             batch_size=vlm_batch_size,
             prompt_template=str(prompt_template or DEFAULT_VLM.prompt_template),
         ),
     )
+    if reader != "vlm":  # the VLM alone reads no OCR page
+        reader_model(config)
+    return config
 
 
 def reader_options(params: Mapping[str, Any]) -> dict[str, Any]:

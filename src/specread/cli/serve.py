@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from specread.cli.options import DEFAULT_PRESET, DEFAULT_READER, PresetOpt, RetrySideOpt, WorkersOpt, reader_config
+from specread.cli.options import (
+    DEFAULT_PRESET,
+    DEFAULT_READER,
+    ModelOpt,
+    PresetOpt,
+    RetrySideOpt,
+    WorkersOpt,
+    reader_config,
+)
 from specread.settings import FetchPolicy, ServiceSettings
 
 __all__ = ["serve"]
@@ -62,11 +70,13 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     preset: PresetOpt = DEFAULT_PRESET,
     retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
+    model: ModelOpt = DEFAULT_READER.model,
 ) -> None:
     """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
     reader = reader_config(
         preset=preset,
         retry_side=retry_side,
+        model=model,
         cache_dir=cache_dir,
         no_cache=no_cache,
         default_cache=DEFAULT_SERVICE.reader.cache_dir,

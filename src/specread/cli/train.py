@@ -1,4 +1,4 @@
-"""Building the packaged models from labels: ``priors`` and ``train``."""
+"""Building models from labels: ``priors`` (a priors table) and ``train`` (a model folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from specread.cli.console import console, progress_bar, setup_logging
-from specread.cli.options import DEFAULT_READER, CacheDirOpt, ImagesOpt, SeedOpt, WorkersOpt
+from specread.cli.options import (
+    DEFAULT_PRESET,
+    DEFAULT_READER,
+    CacheDirOpt,
+    ImagesOpt,
+    PresetOpt,
+    SeedOpt,
+    WorkersOpt,
+)
+from specread.settings import preset as ocr_preset
 
 __all__ = ["priors", "train"]
 
@@ -32,23 +41,54 @@ def priors(
 def train(
     labels_csv: LabelsArg,
     images: ImagesOpt,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the ranker model.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write (ranker, priors, manifest).")],
+    preset: PresetOpt = DEFAULT_PRESET,
+    priors: Annotated[
+        Path | None,
+        typer.Option("--priors", help="Priors from this priors.json or labels CSV (default: LABELS_CSV's own labels)."),
+    ] = None,
+    priors_exclude: Annotated[
+        list[Path] | None,
+        typer.Option("--priors-exclude", help="CSV(s) whose image_link rows a --priors labels CSV is counted without."),
+    ] = None,
+    holdout: Annotated[
+        int,
+        typer.Option(
+            "--holdout",
+            min=0,
+            help="Hold out 1/N of the rows (grouped by image and group_id) to measure F1 before the last fit; 0: none.",
+        ),
+    ] = 5,
     seed: SeedOpt = 0,
     workers: WorkersOpt = 1,
     cache_dir: CacheDirOpt = None,
 ) -> None:
-    """Train the candidate ranker on labelled images (the packaged model is built this way)."""
+    """Train a model folder on labelled images (the packaged model is built this way).
+
+    Pages are read with --preset: predicting with the model needs the same page settings.
+    Pages are cached one by one, so an interrupted run resumes where it stopped.
+    """
     setup_logging()
     from specread.batch.train import train_ranker
 
     with progress_bar("OCR") as tick:
-        _, n_rows = train_ranker(
+        model, n_rows = train_ranker(
             labels_csv,
             images,
             output,
+            ocr=ocr_preset(preset),
+            priors=priors,
+            priors_exclude=priors_exclude or [],
+            holdout=holdout,
             cache_dir=cache_dir or DEFAULT_READER.cache_dir,
             workers=workers,
             seed=seed,
             progress=tick,
         )
-    console.print(f"wrote {output}: trained on {n_rows} labelled rows, seed {seed}")
+    metrics = model.card["metrics"]
+    scored = (
+        f"hold-out F1 {metrics['f1']:.3f}, test-weighted F1 {metrics['weighted_f1']:.3f} on {metrics['rows']} rows"
+        if "f1" in metrics
+        else f"no hold-out figures ({metrics['skipped']})"
+    )
+    console.print(f"wrote {output}: trained on {n_rows} labelled rows, seed {seed}; {scored}")

@@ -9,7 +9,8 @@ They answer three questions the image alone cannot:
   challenge's F1 a blank costs as much as a wrong guess, so the most common
   answer for the entity within the product group is the best blind guess.
 
-``specread priors TRAIN.csv`` rebuilds the packaged ``priors.json``.
+``specread priors TRAIN.csv`` builds a priors file; ``specread train`` puts one in every model
+folder (:mod:`specread.rank.model`), the packaged one in ``specread/data/model/priors.json``.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 from specread.answer import Answer
+from specread.data import PACKAGED_MODEL
 from specread.io.dataset import iter_labels
 from specread.units.registry import get_registry
 
-__all__ = ["Priors", "load_priors", "parse_label"]
+__all__ = ["Priors", "build_priors_file", "image_links", "load_priors", "parse_label"]
 
 BIN_WIDTH = 0.25
 BIN_MIN = -4.0
@@ -169,9 +171,12 @@ class Priors:
 
 @cache
 def load_priors() -> Priors:
-    """The packaged priors (built from the 195k known training labels)."""
-    text = resources.files("specread.data").joinpath("priors.json").read_text(encoding="utf-8")
-    return Priors.from_dict(json.loads(text))
+    """The packaged model's priors (``specread/data/model/priors.json``, from the known training labels).
+
+    A reader takes its priors from its model folder (:func:`specread.rank.model.load_model`);
+    this is that folder's file for code that needs the packaged priors alone.
+    """
+    return Priors.from_dict(json.loads((PACKAGED_MODEL / "priors.json").read_text(encoding="utf-8")))
 
 
 def build_priors_file(
@@ -179,7 +184,7 @@ def build_priors_file(
 ) -> tuple[Priors, int]:
     """Count ``train_csv`` into priors, leaving out the images of the ``exclude`` CSVs, and save them to ``output``.
 
-    What ``specread priors`` runs, and how the packaged ``priors.json`` is made. The dev and
+    What ``specread priors`` runs, and how the packaged model's ``priors.json`` is made. The dev and
     test rows are also in the known training labels: leaving their ``image_link`` out keeps a
     benchmark on them honest.
 
@@ -190,12 +195,22 @@ def build_priors_file(
         InputFormatError: a CSV that is missing, lacks its columns or is not a UTF-8 CSV
             (nothing is written then).
     """
-    from specread.io.dataset import CsvTable
-
-    links: set[str] = set()
-    for path in exclude:
-        with CsvTable(path, ("image_link",)) as table:
-            links.update(record["image_link"].strip() for _, record in table)
+    links = image_links(exclude)
     priors = Priors.build(train_csv, links)
     priors.save(output)
     return priors, len(links)
+
+
+def image_links(paths: Iterable[str | Path]) -> frozenset[str]:
+    """Every ``image_link`` of the CSVs at ``paths`` (the images an evaluation set holds).
+
+    Raises:
+        InputFormatError: a CSV that is missing, has no ``image_link`` column or is not a UTF-8 CSV.
+    """
+    from specread.io.dataset import CsvTable
+
+    links: set[str] = set()
+    for path in paths:
+        with CsvTable(path, ("image_link",)) as table:
+            links.update(record["image_link"].strip() for _, record in table)
+    return frozenset(links)

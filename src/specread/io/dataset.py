@@ -310,7 +310,7 @@ class OutputWriter:
 
         Raises:
             JobMismatchError: the output exists but was written for other input rows,
-                settings, columns or specread version, or by no recorded job at all.
+                settings, model, columns or specread version, or by no recorded job at all.
         """
         record = job_path(self.path)
         job = json.loads(json.dumps(job, sort_keys=True, default=str))  # as it reads back from disk
@@ -419,6 +419,7 @@ def failures_path(output: str | Path) -> Path:
 _JOB_FIELDS = {
     "input": "input rows",
     "settings": "reader settings",
+    "model": "model",
     "columns": "columns",
     "specread": "specread version",
 }

@@ -261,7 +261,7 @@ def build_vlm_reader(config: ReaderConfig) -> VlmReader | HybridReader:
         raise ValueError(f"build_vlm_reader builds vlm or hybrid readers, not {config.reader!r}")
     opts = config.vlm
     if not opts.model:
-        raise ValueError(f"reader {config.reader!r} needs a model (VlmSettings.model, --model: a model folder or id)")
+        raise ValueError(f"reader {config.reader!r} needs a model (VlmSettings.model, --vlm-model: a VLM folder or id)")
     backend = load_backend(
         opts.model,
         device=opts.device or None,
