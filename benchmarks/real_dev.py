@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -175,24 +176,26 @@ def _over_repeats(reports: list[dict]) -> dict:
     return {k: {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v)), 4)} for k, v in series.items()}
 
 
-def cross_validation(args: argparse.Namespace) -> dict:
+def load_dev_rows(
+    data: Path, cache_dir: str | None, preset_name: str = "accurate", retry_side: int = 0, workers: int = 2
+) -> tuple[list, Callable | None]:
+    """Real-dev labelled rows with their OCR pages (read through the cache, warmed first).
+
+    Returns ``(rows, retry)``: :class:`LabelledRow` list (unreadable images skipped) and, with
+    ``retry_side``, a row -> finer second page function for :func:`cross_validate` (else None).
+    """
     from specread.batch.local import warm_cache
     from specread.errors import ImageLoadError
-    from specread.extract.priors import load_priors
     from specread.io.dataset import image_name
-    from specread.rank.rules import RuleScorer
-    from specread.rank.train import cross_validate, fit_ranker, load_labelled_rows
+    from specread.rank.train import load_labelled_rows
     from specread.readers import build_reader
 
     config = ReaderConfig(
-        scorer="rules",
-        cache_dir=args.cache_dir or "default",
-        ocr=preset(args.preset),
-        retry_side=args.retry_side,
+        scorer="rules", cache_dir=cache_dir or "default", ocr=preset(preset_name), retry_side=retry_side
     )
-    with open(args.data / "labels.csv", newline="", encoding="utf-8") as fh:
-        paths = [args.data / "images" / image_name(r["image_file"]) for r in csv.DictReader(fh)]
-    warm_cache(paths, config, args.workers)
+    with open(data / "labels.csv", newline="", encoding="utf-8") as fh:
+        paths = [data / "images" / image_name(r["image_file"]) for r in csv.DictReader(fh)]
+    warm_cache(paths, config, workers)
     reader = build_reader(config)
 
     def page_or_none(read, path: Path):
@@ -201,10 +204,19 @@ def cross_validation(args: argparse.Namespace) -> dict:
         except ImageLoadError:
             return None
 
-    rows = load_labelled_rows(args.data / "labels.csv", args.data / "images", lambda p: page_or_none(reader.ocr, p))
-    priors = load_priors()
+    rows = load_labelled_rows(data / "labels.csv", data / "images", lambda p: page_or_none(reader.ocr, p))
     finer = reader.retry
-    retry = (lambda row: page_or_none(finer, args.data / "images" / row.key)) if finer else None
+    retry = (lambda row: page_or_none(finer, data / "images" / row.key)) if finer else None
+    return rows, retry
+
+
+def cross_validation(args: argparse.Namespace) -> dict:
+    from specread.extract.priors import load_priors
+    from specread.rank.rules import RuleScorer
+    from specread.rank.train import cross_validate, fit_ranker
+
+    rows, retry = load_dev_rows(args.data, args.cache_dir, args.preset, args.retry_side, args.workers)
+    priors = load_priors()
     gold = {str(i): r.gold for i, r in enumerate(rows)}
     entities = {str(i): r.entity for i, r in enumerate(rows)}
     systems = {
