@@ -20,7 +20,8 @@ from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
 from specread.extract.priors import load_priors
 from specread.pipeline import SpecReader
-from specread.rank.ranker import CandidateRanker, load_default_ranker
+from specread.rank.model import load_model
+from specread.rank.ranker import CandidateRanker
 from specread.rank.rules import RuleScorer
 from specread.rank.train import LabelledRow, build_examples, fit_ranker, grouped_folds
 from specread.types import OcrPage, OcrToken
@@ -203,7 +204,7 @@ def test_grouped_folds_never_split_an_image_or_a_group() -> None:
 
 
 def test_shipped_model_loads_and_selects_at_least_as_well_as_the_rules() -> None:
-    model = load_default_ranker()
+    model = load_model().ranker
     assert model.get_params()["seed"] == 0
     rows = _make_rows(20, seed=7)
     ranker_acc, rules_acc = _accuracy(model, rows), _accuracy(RuleScorer(), rows)
@@ -232,13 +233,13 @@ def test_shipped_model_beats_the_rules_on_weights_printed_in_two_units() -> None
             height=800,
         )
         rows.append(LabelledRow(f"p{i}", page, "item_weight", "", f"{grams}.0 gram"))
-    ranker_acc, rules_acc = _accuracy(load_default_ranker(), rows), _accuracy(RuleScorer(), rows)
+    ranker_acc, rules_acc = _accuracy(load_model().ranker, rows), _accuracy(RuleScorer(), rows)
     assert rules_acc < 0.8
     assert ranker_acc > rules_acc + 0.2
 
 
 def test_confidence_is_the_winner_probability() -> None:
-    model = load_default_ranker()
+    model = load_model().ranker
     page = _make_drawing("40 cm", "25 cm", "60 cm")
     reader = SpecReader(None, model, load_priors())
     pred = reader.read_page(page, ["height"]).predictions["height"]
@@ -263,3 +264,56 @@ def test_cross_validation_reads_the_finer_page_only_where_nothing_was_read() -> 
     with_retry, _ = cross_validate(rows, load_priors(), lambda train: RuleScorer(), k=2, retry=retry)
     assert all(p != "36.0 volt" for p in without.values())
     assert set(with_retry.values()) == {"36.0 volt"} and sorted(asked) == [r.key for r in rows]
+
+
+def _make_width_beside_rows(n: int, seed: int) -> list[LabelledRow]:
+    """Drawings whose width label sits where heights usually do (beside the vertical line)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        w, h, d = rng.sample(range(10, 200), 3)
+        rows.append(
+            LabelledRow(
+                f"b{seed}-{i}", _make_drawing(f"{h} cm", f"{w} cm", f"{d} cm"), "width", "", f"{w}.0 centimetre"
+            )
+        )
+    return rows
+
+
+def test_adapting_with_no_new_round_or_a_tiny_step_predicts_like_the_base(tmp_path) -> None:
+    """The base trees count once, on top of the rule margin, in an adapted model."""
+    rows = _make_rows(30, seed=1)
+    X, y, q = build_examples(rows, load_priors())
+    base = fit_ranker(rows, load_priors(), n_estimators=40)
+    same = CandidateRanker(n_estimators=0).fit(X, y, q, base=base)
+    assert np.array_equal(same.predict_proba(X, q), base.predict_proba(X, q))
+    tiny = fit_ranker(_make_width_beside_rows(20, seed=3), load_priors(), base=base, n_estimators=5, learning_rate=1e-9)
+    assert tiny.booster_.num_trees() == 45
+    assert np.allclose(tiny.predict_proba(X, q), base.predict_proba(X, q), rtol=0, atol=1e-6)
+    tiny.save(tmp_path / "adapted.txt")
+    assert np.array_equal(CandidateRanker.load(tmp_path / "adapted.txt").predict_proba(X, q), tiny.predict_proba(X, q))
+
+
+def test_a_base_adapts_to_a_few_labels_of_a_new_kind() -> None:
+    base = fit_ranker(_make_rows(40, seed=2), load_priors(), n_estimators=150)
+    user = _make_width_beside_rows(60, seed=5)
+    adapted = fit_ranker(user[:40], load_priors(), base=base, n_estimators=150)
+    assert _accuracy(base, user[40:]) < 0.2
+    assert _accuracy(adapted, user[40:]) >= 0.9
+
+
+def test_a_base_must_match_and_be_fitted(tmp_path) -> None:
+    from specread.rank.shards import write_shards
+
+    rows = _make_rows(10, seed=4)
+    X, y, q = build_examples(rows, load_priors())
+    base = CandidateRanker(n_estimators=10, rule_weight=1.0).fit(X, y, q)
+    with pytest.raises(ValueError, match="rule_weight"):
+        CandidateRanker(n_estimators=5).fit(X, y, q, base=base)
+    with pytest.raises(NotFittedError):
+        CandidateRanker(n_estimators=5).fit(X, y, q, base=CandidateRanker())
+    adapted = fit_ranker(rows, load_priors(), base=base, n_estimators=5)  # takes the base's rule_weight
+    assert adapted.rule_weight == 1.0 and adapted.booster_.num_trees() == 15
+    shards = write_shards(rows, load_priors(), tmp_path, rows_per_shard=7)
+    from_shards = CandidateRanker(n_estimators=5, rule_weight=1.0).fit_shards(shards, base=base)
+    assert from_shards.booster_.model_to_string() == adapted.booster_.model_to_string()

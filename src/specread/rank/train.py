@@ -6,38 +6,29 @@ answer (numbers compared as numbers). Folds are grouped so that no image and
 no product ``group_id`` lands in both the training and the test side: rows
 are linked through shared images and groups, and each connected component
 goes to one fold.
+
+Everything here holds the examples in memory (fine for thousands of labelled
+rows); for the full train set stream them to shards instead
+(:func:`specread.rank.shards.write_shards`, :meth:`CandidateRanker.fit_shards`).
+``fit_ranker(..., base=model)`` adapts an existing ranker to new labels.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from specread.answer import Answer
 from specread.extract.candidates import find_mentions
-from specread.extract.features import page_candidates, to_matrix
 from specread.extract.priors import Priors
-from specread.metrics import normalize_answer
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Scorer, Selector
+from specread.rank.shards import LabelledRow, linked_components, row_examples
 from specread.types import OcrPage
 
 __all__ = ["LabelledRow", "build_examples", "fit_ranker", "grouped_folds", "load_labelled_rows"]
-
-
-@dataclass(frozen=True)
-class LabelledRow:
-    """One labelled (image, entity) with the OCR page already read."""
-
-    key: str  # image identity (file name or digest)
-    page: OcrPage
-    entity: str
-    group_id: str
-    gold: str
 
 
 def load_labelled_rows(
@@ -70,10 +61,6 @@ def load_labelled_rows(
     return out
 
 
-def _matches(value: float, unit: str, gold: str) -> bool:
-    return normalize_answer(Answer(value, unit).text) == normalize_answer(gold)
-
-
 def build_examples(rows: Sequence[LabelledRow], priors: Priors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Feature matrix, labels and row id (query) for every candidate of every row."""
     xs: list[np.ndarray] = []
@@ -84,12 +71,12 @@ def build_examples(rows: Sequence[LabelledRow], priors: Priors) -> tuple[np.ndar
         mentions = mentions_cache.get(row.key)
         if mentions is None:
             mentions = mentions_cache[row.key] = find_mentions(row.page)
-        cands = page_candidates(row.page, mentions, row.entity, priors, row.group_id or None)
-        if not cands:
+        X, hits = row_examples(row, mentions, priors)
+        if not len(hits):
             continue
-        xs.append(to_matrix(cands))
-        ys.append(np.array([_matches(c.quantity.value, c.quantity.unit, row.gold) for c in cands], dtype=np.float32))
-        qs.append(np.full(len(cands), qid, dtype=np.int64))
+        xs.append(X)
+        ys.append(hits.astype(np.float32))
+        qs.append(np.full(len(hits), qid, dtype=np.int64))
     if not xs:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
     return np.vstack(xs), np.concatenate(ys), np.concatenate(qs)
@@ -97,25 +84,8 @@ def build_examples(rows: Sequence[LabelledRow], priors: Priors) -> tuple[np.ndar
 
 def grouped_folds(rows: Sequence[LabelledRow], k: int = 5, seed: int = 0) -> list[int]:
     """Fold number per row; rows sharing an image or a group_id always share a fold."""
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[tuple[str, str], int] = {}
-    for i, r in enumerate(rows):
-        for key in (("img", r.key), ("grp", r.group_id)):
-            if key[1] == "":
-                continue
-            j = first.setdefault(key, i)
-            parent[find(i)] = find(j)
-    comps: dict[int, list[int]] = {}
-    for i in range(len(rows)):
-        comps.setdefault(find(i), []).append(i)
-    order = sorted(comps.values(), key=len, reverse=True)
+    comps = linked_components([(r.key, r.group_id) for r in rows])
+    order = sorted(comps, key=len, reverse=True)
     random.Random(seed).shuffle(order)
     order.sort(key=len, reverse=True)  # stable: big components first, ties in seeded order
     sizes = [0] * k
@@ -128,10 +98,25 @@ def grouped_folds(rows: Sequence[LabelledRow], k: int = 5, seed: int = 0) -> lis
     return fold
 
 
-def fit_ranker(rows: Sequence[LabelledRow], priors: Priors, seed: int = 0, **params: object) -> CandidateRanker:
-    """Fit a :class:`CandidateRanker` on labelled rows (deterministic for a given seed)."""
+def fit_ranker(
+    rows: Sequence[LabelledRow],
+    priors: Priors,
+    seed: int = 0,
+    base: CandidateRanker | None = None,
+    **params: object,
+) -> CandidateRanker:
+    """Fit a :class:`CandidateRanker` on labelled rows (deterministic for a given seed).
+
+    With ``base`` (a fitted ranker, e.g. the packaged one) the new model continues
+    from it: its trees stay and ``n_estimators`` new ones adapt them to ``rows``
+    (a few hundred of a user's own labels are enough to move it). The base's
+    ``rule_weight`` and ``ignore_features`` are kept; the other hyperparameters
+    are this call's.
+    """
     X, y, q = build_examples(rows, priors)
-    return CandidateRanker(seed=seed, **params).fit(X, y, q)  # type: ignore[arg-type]
+    if base is not None:
+        params = {"rule_weight": base.rule_weight, "ignore_features": base.ignore_features, **params}
+    return CandidateRanker(seed=seed, **params).fit(X, y, q, base=base)  # type: ignore[arg-type]
 
 
 def cross_validate(
