@@ -23,8 +23,8 @@ from specread.pipeline import SpecReader
 from specread.rank.model import load_model
 from specread.rank.ranker import CandidateRanker
 from specread.rank.rules import RuleScorer
-from specread.rank.train import LabelledRow, build_examples, fit_ranker, grouped_folds
-from specread.types import OcrPage, OcrToken
+from specread.rank.train import build_examples, fit_ranker, grouped_folds
+from specread.types import LabelledRow, OcrPage, OcrToken
 
 
 def _make_token(text: str, box: tuple[float, float, float, float]) -> OcrToken:

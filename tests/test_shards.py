@@ -22,9 +22,10 @@ from specread.extract.features import FEATURE_NAMES
 from specread.extract.priors import load_priors
 from specread.rank import shards as shards_module
 from specread.rank.ranker import CandidateRanker
-from specread.rank.shards import LabelledRow, ShardSet, grouped_split, write_shards
+from specread.rank.shards import ShardSet, grouped_split, write_shards
 from specread.rank.train import build_examples
 from specread.synth import TRAIN_MIX, synth_pages
+from specread.types import LabelledRow
 from specread.units.registry import ENTITIES
 
 

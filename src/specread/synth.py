@@ -23,8 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from specread.answer import Answer, format_prediction
-from specread.rank.shards import LabelledRow
-from specread.types import OcrPage, OcrToken
+from specread.types import LabelledRow, OcrPage, OcrToken
 
 __all__ = ["SPECS", "TRAIN_MIX", "LabelSpec", "make_dataset", "render_label", "synth_pages"]
 

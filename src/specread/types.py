@@ -20,7 +20,18 @@ import numpy as np
 
 from specread.answer import Answer
 
-__all__ = ["Box", "Candidate", "ImageInput", "OcrPage", "OcrToken", "Prediction", "Quad", "Quantity", "ReadResult"]
+__all__ = [
+    "Box",
+    "Candidate",
+    "ImageInput",
+    "LabelledRow",
+    "OcrPage",
+    "OcrToken",
+    "Prediction",
+    "Quad",
+    "Quantity",
+    "ReadResult",
+]
 
 Box = tuple[float, float, float, float]
 """Axis-aligned box ``(x0, y0, x1, y1)`` relative to the image size (0..1)."""
@@ -194,3 +205,14 @@ class ReadResult:
             "tokens": [t.to_dict() | {"box": list(t.box)} for t in self.page.tokens],
             "predictions": {e: p.to_dict() for e, p in self.predictions.items()},
         }
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    """One labelled (image, entity) with its OCR page already read: what training and evaluation consume."""
+
+    key: str  # image identity (file name or digest)
+    page: OcrPage
+    entity: str
+    group_id: str
+    gold: str

@@ -23,9 +23,9 @@ from specread.metrics import score_rows
 from specread.pipeline import build_ocr_reader
 from specread.rank.model import Model, file_sha256, labels_fingerprint, ocr_card, save_model
 from specread.rank.select import Selector
-from specread.rank.train import LabelledRow, fit_ranker, grouped_folds, load_labelled_rows
+from specread.rank.train import fit_ranker, grouped_folds, load_labelled_rows
 from specread.settings import OcrSettings, ReaderConfig
-from specread.types import OcrPage
+from specread.types import LabelledRow, OcrPage
 
 __all__ = ["holdout_metrics", "load_training_priors", "train_ranker"]
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +44,7 @@ from specread.units.registry import ENTITIES
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["DESIGN_NAMES", "CandidateRanker", "load_default_ranker"]
+__all__ = ["DESIGN_NAMES", "CandidateRanker"]
 
 DESIGN_NAMES: tuple[str, ...] = (*FEATURE_NAMES, "rule_score", "rule_margin")
 
@@ -476,10 +474,3 @@ class CandidateRanker:
         if isinstance(state.get("booster_"), str):
             state["booster_"] = lgb.Booster(model_str=state["booster_"])
         self.__dict__.update(state)
-
-
-@cache
-def load_default_ranker() -> CandidateRanker:
-    """The ranker shipped in the package (trained by ``specread train``)."""
-    text = resources.files("specread.data").joinpath("ranker.txt").read_text(encoding="utf-8")
-    return CandidateRanker.from_string(text)

@@ -47,7 +47,7 @@ from specread.extract.candidates import Mention, find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
 from specread.extract.priors import Priors
 from specread.metrics import normalize_answer
-from specread.types import OcrPage
+from specread.types import LabelledRow
 from specread.units.registry import ENTITIES
 
 __all__ = [
@@ -71,17 +71,6 @@ BATCH_ROWS = 65536
 """Candidate rows LightGBM reads per call when it builds a Dataset from shards."""
 _ROW_ARRAYS = ("row_id", "row_candidates", "row_entity", "row_key", "row_group_id")
 _ARRAYS = ("X", "y", "groups", *_ROW_ARRAYS)
-
-
-@dataclass(frozen=True)
-class LabelledRow:
-    """One labelled (image, entity) with the OCR page already read."""
-
-    key: str  # image identity (file name or digest)
-    page: OcrPage
-    entity: str
-    group_id: str
-    gold: str
 
 
 def row_examples(row: LabelledRow, mentions: Sequence[Mention], priors: Priors) -> tuple[np.ndarray, np.ndarray]:

@@ -25,8 +25,8 @@ from specread.extract.candidates import find_mentions
 from specread.extract.priors import Priors
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Scorer, Selector
-from specread.rank.shards import LabelledRow, linked_components, row_examples
-from specread.types import OcrPage
+from specread.rank.shards import linked_components, row_examples
+from specread.types import LabelledRow, OcrPage
 
 __all__ = ["LabelledRow", "build_examples", "fit_ranker", "grouped_folds", "load_labelled_rows"]
 
