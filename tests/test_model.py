@@ -337,3 +337,29 @@ def test_an_interrupted_training_run_resumes_its_ocr_pass(tmp_path: Path) -> Non
     assert {p: after[p] for p in before} == before  # the pages read before the kill were not read again
     card = load_model(model).card
     assert card["ocr"]["det_side"] == 960 and card["data"]["images"] == 10
+
+
+def test_train_from_a_base_keeps_its_trees_and_adds_rounds(
+    trained: tuple[TinyDataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds, base_dir = trained
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: ds.engine)
+    out = tmp_path / "adapted"
+    args = ["train", ds.gold_csv, "--images", ds.images, "-o", out, "--cache-dir", tmp_path / "cache"]
+    result = CliRunner().invoke(
+        app, [str(a) for a in [*args, "--base", base_dir, "--rounds", "7"]], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 0, result.output
+    base, adapted = load_model(base_dir), load_model(out)
+    assert adapted.card["base"] == {"path": str(base_dir), "digest": base.digest}
+    assert adapted.ranker.n_estimators == 7 and adapted.card["params"]["n_estimators"] == 7
+    base_trees = base.ranker.booster_.dump_model()["tree_info"]
+    adapted_trees = adapted.ranker.booster_.dump_model()["tree_info"]
+    assert len(adapted_trees) > len(base_trees)  # (LightGBM stops early on this tiny set: fewer than 7 new)
+    assert [t["tree_structure"] for t in adapted_trees[: len(base_trees)]] == [t["tree_structure"] for t in base_trees]
+    assert adapted.priors.to_dict() == base.priors.to_dict()  # the base's priors serve unless --priors is given
+
+    # A base that reads pages differently is refused before any OCR.
+    other = _edit_card(base_dir, tmp_path / "other", ocr={"det_side": 1280})
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--base", other]], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and "1280" in _one_error_line(result.output)

@@ -21,13 +21,18 @@ from specread.extract.priors import Priors, image_links
 from specread.io.dataset import read_labels
 from specread.metrics import score_rows
 from specread.pipeline import build_ocr_reader
-from specread.rank.model import Model, file_sha256, labels_fingerprint, ocr_card, save_model
+from specread.rank.model import Model, check_model, file_sha256, labels_fingerprint, ocr_card, save_model
 from specread.rank.select import Selector
 from specread.rank.train import fit_ranker, grouped_folds, load_labelled_rows
 from specread.settings import OcrSettings, ReaderConfig
 from specread.types import LabelledRow, OcrPage
 
-__all__ = ["holdout_metrics", "load_training_priors", "train_ranker"]
+__all__ = ["ADAPT_ROUNDS", "holdout_metrics", "load_training_priors", "train_ranker"]
+
+ADAPT_ROUNDS = 100
+"""New trees when adapting a base model. benchmarks/adapt.py on real-dev: 600 new trees (the
+from-scratch default) over-fit 25-100 rows and lost 1-3 points of test-weighted F1; 100 roughly
+held the base's figures (-1.6 to +0.8 points)."""
 
 log = logging.getLogger("specread")
 
@@ -55,7 +60,11 @@ def load_training_priors(path: str | Path, exclude_links: frozenset[str] = froze
 
 
 def holdout_metrics(
-    rows: Sequence[LabelledRow], priors_for: Callable[[set[str]], Priors], folds: int = 5, seed: int = 0
+    rows: Sequence[LabelledRow],
+    priors_for: Callable[[set[str]], Priors],
+    folds: int = 5,
+    seed: int = 0,
+    **fit_params: Any,
 ) -> dict[str, Any]:
     """Hold out one grouped fold, fit on the others, and score the held-out rows as a reader would.
 
@@ -80,7 +89,7 @@ def holdout_metrics(
         return {"method": method, "skipped": "every row is linked to every other through images or group_ids"}
     priors = priors_for({r.key for r in held})
     try:
-        ranker = fit_ranker(kept, priors, seed=seed)
+        ranker = fit_ranker(kept, priors, seed=seed, **fit_params)
     except ValueError as exc:  # e.g. no candidate of the fitted side equals its label
         return {"method": method, "skipped": f"the other folds cannot be fitted: {exc}"}
     selector = Selector(ranker, priors)
@@ -106,6 +115,8 @@ def train_ranker(
     workers: int = 1,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    base: Model | None = None,
+    rounds: int | None = None,
 ) -> tuple[Model, int]:
     """Train a model folder on labelled images: what ``specread train`` runs.
 
@@ -141,6 +152,11 @@ def train_ranker(
         workers: OCR processes.
         seed: the ranker's and the folds' seed (training is deterministic for a seed).
         progress: called with ``(images read, images)`` during OCR.
+        base: a model to start from (``specread train --base``): its trees stay and ``rounds``
+            new ones adapt them to these labels; its priors serve unless ``priors`` is given.
+            It must read pages like ``ocr`` (:func:`~specread.rank.model.check_model`).
+        rounds: boosting rounds to fit (default: the ranker's 600 from scratch,
+            :data:`ADAPT_ROUNDS` from a base).
 
     Returns:
         The model written, and how many labelled rows it learned from.
@@ -152,9 +168,16 @@ def train_ranker(
     """
     images = Path(images_dir)
     labels = read_labels(labels_csv)
-    given = load_training_priors(priors, image_links(priors_exclude)) if priors else None
-    Path(output).mkdir(parents=True, exist_ok=True)
     ocr = ocr or OcrSettings()
+    if base is not None:
+        check_model(base, ocr)
+    given = load_training_priors(priors, image_links(priors_exclude)) if priors else None
+    if given is None and base is not None:
+        given = (base.priors, {"model": str(base.path), "rows": base.priors.n_rows})
+    params: dict[str, Any] = {"base": base.ranker if base is not None else None}
+    if rounds is not None or base is not None:
+        params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
+    Path(output).mkdir(parents=True, exist_ok=True)
     config = ReaderConfig(scorer="rules", ocr=ocr, cache_dir=cache_dir, model=str(PACKAGED_MODEL))
     warm_cache([images / label.image for label in labels], config, workers, progress=progress)
     reader = build_ocr_reader(config)
@@ -178,7 +201,7 @@ def train_ranker(
             return given[0]
         return load_training_priors(labels_csv, frozenset(link for key in held for link in links[key]))[0]
 
-    metrics = holdout_metrics(rows, priors_for, holdout, seed)
+    metrics = holdout_metrics(rows, priors_for, holdout, seed, **params)
     metrics["priors"] = "as given (--priors)" if given else "counted from the labels, without the held-out images"
     table, priors_from = given or load_training_priors(labels_csv)
     card = {
@@ -186,6 +209,7 @@ def train_ranker(
         "data": {**labels_fingerprint(labels_csv), "rows_used": len(rows)},
         "metrics": metrics,
         "priors_from": priors_from,
+        **({"base": {"path": str(base.path), "digest": base.digest}} if base is not None else {}),
     }
-    model = save_model(output, fit_ranker(rows, table, seed=seed), table, card)
+    model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card)
     return model, len(rows)

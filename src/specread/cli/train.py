@@ -62,6 +62,16 @@ def train(
     seed: SeedOpt = 0,
     workers: WorkersOpt = 1,
     cache_dir: CacheDirOpt = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="Start from this model folder ('packaged': the packaged model) and adapt it to the labels."
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option("--rounds", min=1, help="Boosting rounds (default: 600 from scratch, 100 new ones with --base)."),
+    ] = None,
 ) -> None:
     """Train a model folder on labelled images (the packaged model is built this way).
 
@@ -70,6 +80,10 @@ def train(
     """
     setup_logging()
     from specread.batch.train import train_ranker
+    from specread.data import PACKAGED_MODEL
+    from specread.rank.model import load_model
+
+    start = load_model(str(PACKAGED_MODEL) if base == "packaged" else base) if base else None
 
     with progress_bar("OCR") as tick:
         model, n_rows = train_ranker(
@@ -84,6 +98,8 @@ def train(
             workers=workers,
             seed=seed,
             progress=tick,
+            base=start,
+            rounds=rounds,
         )
     metrics = model.card["metrics"]
     scored = (
