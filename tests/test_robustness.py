@@ -98,14 +98,17 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_at_once() -> None:
     assert decode_image(progressive).shape == (200, 300, 3)
 
 
+# The process's own peak (VmHWM): ru_maxrss would carry over the pytest process's peak through
+# fork and exec, so a test run late in a big suite would measure the suite, not the reader.
 _MEASURE = """
-import resource, sys
+import re, sys
+from pathlib import Path
 from specread.readers import build_reader
 from specread.settings import ReaderConfig
 reader = build_reader(ReaderConfig(cache_dir=None))
 for path in sys.argv[1:]:
     reader.read(path, ["item_weight", "width"])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print(int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) // 1024)
 """
 
 
