@@ -31,7 +31,7 @@ def priors(
         list[Path] | None, typer.Option("--exclude", help="CSV(s) whose image_link rows are left out (eval sets).")
     ] = None,
 ) -> None:
-    """Build the value/unit priors table from training labels (the packaged one is built this way)."""
+    """Build the value/unit priors table from training labels (`specread train --priors` counts them the same way)."""
     from specread.extract.priors import build_priors_file
 
     table, excluded = build_priors_file(train_csv, output, exclude or [])
