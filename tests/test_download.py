@@ -20,6 +20,7 @@ from conftest import CliInvoke, FakeEngine, make_reader, write_csv
 from specread.batch.local import predict_csv
 from specread.io.dataset import Row, read_predictions, read_rows
 from specread.io.download import MANIFEST_NAME, download_links, download_rows, read_manifest, select_links
+from specread.ocr import engine as engine_module
 
 Handler = Callable[[BaseHTTPRequestHandler, int], None]
 """Answers one request; gets the handler and the 1-based number of this request to the path."""
@@ -310,3 +311,30 @@ def test_cli_download_limit(server: _Server, tmp_path: Path, cli: CliInvoke) -> 
 
     assert result.exit_code == 0, result.output
     assert _files(tmp_path / "img") == {"0.png", "1.png"}
+
+
+def test_cli_train_cleans_and_downloads_first(
+    server: _Server, tmp_path: Path, cli: CliInvoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = FakeEngine()
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: engine)
+    rows = []
+    for n in range(12):  # twelve product labels on the server, none on disk yet
+        img = Image.open(io.BytesIO(_make_image_bytes(100 + n))).convert("RGB")
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        server.routes[f"p{n}.png"] = _image(buf.getvalue())
+        engine.register(img, [f"Net Wt. {100 + n} g", f"Max load {n + 2} kg"])
+        value = f"[{100 + n}.0, 1.0] gram" if n == 0 else f"{100 + n}.0 gram"  # one list label to clean
+        rows.append((server.url(f"p{n}.png"), str(n % 3), "item_weight", value))
+    labels = write_csv(tmp_path / "labels.csv", ["image_link", "group_id", "entity_name", "entity_value"], rows)
+    images, model = tmp_path / "images", tmp_path / "model"
+
+    result = cli("train", labels, "--images", images, "-o", model, "--clean", "--download", "--holdout", "0")
+
+    assert result.exit_code == 0, result.output
+    assert len(list(images.glob("p*.png"))) == 12
+    cleaned = tmp_path / "model.labels.clean.csv"
+    assert "[" not in cleaned.read_text() and "100.0 gram" in cleaned.read_text()  # [100.0, 1.0] -> the max
+    card = json.loads((model / "model.json").read_text())
+    assert card["data"]["labels"] == cleaned.name and card["data"]["rows_used"] == 12

@@ -72,18 +72,40 @@ def train(
         int | None,
         typer.Option("--rounds", min=1, help="Boosting rounds (default: 600 from scratch, 100 new ones with --base)."),
     ] = None,
+    clean: Annotated[
+        bool,
+        typer.Option("--clean", help="Clean the labels first (the `specread clean` rules) and train on the result."),
+    ] = False,
+    download: Annotated[
+        bool, typer.Option("--download", help="Download the labels' missing images into --images first.")
+    ] = False,
 ) -> None:
     """Train a model folder on labelled images (the packaged model is built this way).
 
     Pages are read with --preset: predicting with the model needs the same page settings.
-    Pages are cached one by one, so an interrupted run resumes where it stopped.
+    Pages are cached one by one, so an interrupted run resumes where it stopped. With --clean
+    the cleaned labels are written beside the folder (OUTPUT.labels.clean.csv) and the folder's
+    fingerprint is theirs.
     """
     setup_logging()
     from specread.batch.train import train_ranker
     from specread.data import PACKAGED_MODEL
+    from specread.io.dataset import read_labels
     from specread.rank.model import load_model
 
     start = load_model(str(PACKAGED_MODEL) if base == "packaged" else base) if base else None
+    if clean:
+        from specread.labels.clean import clean_csv
+
+        cleaned = output.parent / f"{output.name}.labels.clean.csv"
+        report = clean_csv(labels_csv, cleaned)
+        console.print(f"cleaned {labels_csv}: {report.rows_in} rows in, {report.rows_out} out -> {cleaned}")
+        labels_csv = cleaned
+    if download:
+        from specread.io.download import download_rows
+
+        images.mkdir(parents=True, exist_ok=True)
+        download_rows(read_labels(labels_csv), images, console=console)
 
     with progress_bar("OCR") as tick:
         model, n_rows = train_ranker(
