@@ -364,3 +364,27 @@ def test_train_from_a_base_keeps_its_trees_and_adds_rounds(
     other = _edit_card(base_dir, tmp_path / "other", ocr={"det_side": 1280})
     result = CliRunner().invoke(app, [str(a) for a in [*args, "--base", other]], env={"COLUMNS": "400"})
     assert result.exit_code == 2 and "1280" in _one_error_line(result.output)
+
+
+def test_streaming_training_gives_the_same_model_and_removes_its_shards(
+    trained: tuple[TinyDataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds, _ = trained
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: ds.engine)
+
+    def train(out: Path, *extra: str) -> Path:
+        args = ["train", ds.gold_csv, "--images", ds.images, "-o", out, "--cache-dir", tmp_path / "cache", *extra]
+        result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+        assert result.exit_code == 0, result.output
+        return out
+
+    in_memory = train(tmp_path / "memory", "--holdout", "0")
+    streamed = train(tmp_path / "streamed", "--holdout", "0", "--streaming")
+    assert (streamed / "ranker.txt").read_bytes() == (in_memory / "ranker.txt").read_bytes()
+    assert (streamed / "priors.json").read_bytes() == (in_memory / "priors.json").read_bytes()
+    assert not (streamed / "shards").exists()
+
+    checked = train(tmp_path / "checked", "--streaming")  # with the grouped hold-out and early stopping
+    metrics = json.loads((checked / "model.json").read_text())["metrics"]
+    assert metrics["method"].startswith("grouped hold-out of 1/5") and 0 < metrics["rows"] < len(ds.rows)
+    assert 0.0 <= metrics["weighted_f1"] <= 1.0 and set(metrics["per_entity"]) <= set(ENTITIES)

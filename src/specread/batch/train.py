@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,24 @@ from specread.io.dataset import read_labels
 from specread.metrics import score_rows
 from specread.pipeline import build_ocr_reader
 from specread.rank.model import Model, check_model, file_sha256, labels_fingerprint, ocr_card, save_model
+from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Selector
+from specread.rank.shards import grouped_split, write_shards
 from specread.rank.train import fit_ranker, grouped_folds, load_labelled_rows
 from specread.settings import OcrSettings, ReaderConfig
 from specread.types import LabelledRow, OcrPage
 
-__all__ = ["ADAPT_ROUNDS", "holdout_metrics", "load_training_priors", "train_ranker"]
+__all__ = [
+    "ADAPT_ROUNDS",
+    "EARLY_STOPPING_ROUNDS",
+    "holdout_metrics",
+    "load_training_priors",
+    "train_from_shards",
+    "train_ranker",
+]
+
+EARLY_STOPPING_ROUNDS = 50
+"""Streaming training stops when the held-out log-loss has not improved for this many rounds."""
 
 ADAPT_ROUNDS = 100
 """New trees when adapting a base model. benchmarks/adapt.py on real-dev: 600 new trees (the
@@ -117,6 +130,7 @@ def train_ranker(
     progress: Callable[[int, int], None] | None = None,
     base: Model | None = None,
     rounds: int | None = None,
+    streaming: bool = False,
 ) -> tuple[Model, int]:
     """Train a model folder on labelled images: what ``specread train`` runs.
 
@@ -157,6 +171,10 @@ def train_ranker(
             It must read pages like ``ocr`` (:func:`~specread.rank.model.check_model`).
         rounds: boosting rounds to fit (default: the ranker's 600 from scratch,
             :data:`ADAPT_ROUNDS` from a base).
+        streaming: never hold the pages or the features of all rows: rows are read from the OCR
+            cache one at a time into feature shards on disk (``OUTPUT/shards``, resumable,
+            removed at the end) and LightGBM is fitted shard by shard (:func:`train_from_shards`).
+            For label sets of tens of thousands of rows and more.
 
     Returns:
         The model written, and how many labelled rows it learned from.
@@ -189,6 +207,12 @@ def train_ranker(
             log.warning("%s (row skipped)", exc)
             return None
 
+    if streaming:
+        table, priors_from = given or load_training_priors(labels_csv)
+        card = {"ocr": ocr_card(ocr), "priors_from": priors_from}
+        if base is not None:
+            card["base"] = {"path": str(base.path), "digest": base.digest}
+        return train_from_shards(labels_csv, images, page, table, output, card, holdout, seed, workers, **params)
     rows = load_labelled_rows(labels_csv, images, page)
     if not rows:
         raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
@@ -213,3 +237,62 @@ def train_ranker(
     }
     model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card)
     return model, len(rows)
+
+
+def train_from_shards(
+    labels_csv: str | Path,
+    images: Path,
+    page: Callable[[Path], OcrPage | None],
+    priors: Priors,
+    output: str | Path,
+    card: dict[str, Any],
+    holdout: int = 5,
+    seed: int = 0,
+    workers: int = 1,
+    **params: Any,
+) -> tuple[Model, int]:
+    """The streaming half of :func:`train_ranker`: labels and cached pages -> shards -> a model folder.
+
+    Memory stays flat in the number of rows: each row's page is read from the OCR cache when
+    its features are computed and dropped after, and LightGBM reads the shards one at a time
+    (``benchmarks/train_scale.py``: 263k rows, 1.05M candidates in 510 MB). Validation holds
+    out a grouped 1/``holdout`` of the rows (no image or ``group_id`` on both sides), stops
+    early on it and reports it per entity; the saved ranker is then fitted on all rows. The
+    priors are counted from every row, the held-out ones included, so the held-out figures are
+    slightly optimistic on small sets (pass ``--priors`` from other labels to avoid it).
+    """
+    base = params.pop("base", None)
+
+    def rows() -> Iterator[LabelledRow]:
+        for label in read_labels(labels_csv):
+            picture = page(images / label.image)
+            if picture is not None:
+                yield LabelledRow(label.image, picture, label.entity_name, label.group_id, label.entity_value)
+
+    shard_dir = Path(output) / "shards"
+    shards = write_shards(rows(), priors, shard_dir, workers=workers)
+    if not shards.n_rows:
+        raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
+    metrics: dict[str, Any] = {"method": "none", "skipped": f"no hold-out asked (--holdout {holdout})"}
+    if holdout >= 2:
+        split = grouped_split(shards, 1 / holdout, seed)
+        checked = CandidateRanker(seed=seed, **params).fit_shards(
+            shards, valid=split, early_stopping_rounds=EARLY_STOPPING_ROUNDS, base=base
+        )
+        report = checked.report_
+        metrics = {
+            "method": f"grouped hold-out of 1/{holdout} of the rows (no image or group_id on both sides), early "
+            f"stopping after {EARLY_STOPPING_ROUNDS} rounds without gain; the saved ranker is refitted on all rows",
+            **report.get("valid", {}),
+            **{k: report[k] for k in ("rounds", "best_round", "valid_logloss") if k in report},
+            "priors": "counted from all rows, the held-out ones included",
+        }
+    ranker = CandidateRanker(seed=seed, **params).fit_shards(shards, base=base)
+    card = {
+        **card,
+        "data": {**labels_fingerprint(labels_csv), "rows_used": shards.n_rows, "candidates": shards.n_candidates},
+        "metrics": metrics,
+    }
+    model = save_model(output, ranker, priors, card)
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    return model, shards.n_rows

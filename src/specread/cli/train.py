@@ -79,6 +79,12 @@ def train(
     download: Annotated[
         bool, typer.Option("--download", help="Download the labels' missing images into --images first.")
     ] = False,
+    streaming: Annotated[
+        bool,
+        typer.Option(
+            "--streaming", help="Features in disk shards, fitted shard by shard: flat memory for large label sets."
+        ),
+    ] = False,
 ) -> None:
     """Train a model folder on labelled images (the packaged model is built this way).
 
@@ -122,6 +128,7 @@ def train(
             progress=tick,
             base=start,
             rounds=rounds,
+            streaming=streaming,
         )
     metrics = model.card["metrics"]
     scored = (
