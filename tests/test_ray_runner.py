@@ -89,3 +89,27 @@ def test_ray_resumes_and_keeps_one_row_per_index(
 
     assert stats.skipped_rows == 5 and stats.rows == len(rows) - 1
     assert _rows(partial) == rows
+
+
+@pytest.mark.slow
+def test_train_reads_its_pages_on_ray(ray_cluster: None, synth_data: tuple[Path, Path], tmp_path: Path) -> None:
+    from specread.batch.ray_runner import warm_cache_ray
+    from specread.batch.train import train_ranker
+
+    input_csv, images = synth_data
+    paths = sorted(images.glob("*.png"))
+    config = ReaderConfig(ocr=preset("fast"), cache_dir=str(tmp_path / "cache"))
+    ticks: list[tuple[int, int]] = []
+    warnings = warm_cache_ray([*paths, images / "missing.png"], config, progress=lambda d, t: ticks.append((d, t)))
+    assert len(warnings) == 1 and "missing.png" in warnings[0]
+    assert ticks[-1] == (len(paths) + 1, len(paths) + 1)
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == len(paths)  # one page per readable image
+
+    labels = tmp_path / "labels.csv"  # the generated gold as training labels
+    with open(input_csv.parent / "gold.csv", newline="") as src, open(labels, "w", newline="") as dst:
+        dst.write(src.read())
+    _, n_rows = train_ranker(
+        labels, images, tmp_path / "model", ocr=preset("fast"), cache_dir=str(tmp_path / "cache"), runner="ray"
+    )
+    assert n_rows > 10 and (tmp_path / "model" / "ranker.txt").is_file()
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == len(paths)  # the OCR pass found them all cached

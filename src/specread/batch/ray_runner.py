@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from specread.batch.local import Run, RunStats, open_run, read_image_rows
 from specread.io.dataset import Row
 from specread.settings import ReaderConfig
 
-__all__ = ["ImageBatchReader", "predict_csv_ray"]
+__all__ = ["ImageBatchReader", "PageWarmer", "predict_csv_ray", "warm_cache_ray"]
 
 log = logging.getLogger("specread")
 
@@ -124,19 +125,7 @@ def _run(
     actors: int | None,
     batch_size: int,
 ) -> None:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError("--runner ray needs Ray: pip install 'specread[ray]'") from exc
-
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        started = True
-    # Our progress callback reports progress: keep Ray Data's per-run notes quiet.
-    for name in ("execution.streaming_executor", "progress.logging_progress"):
-        logging.getLogger(f"ray.data._internal.{name}").setLevel(logging.WARNING)
-    try:
+    with _ray_session(address) as ray:
         items = []
         for link, image_rows in run.groups:
             path = run.path_of(link)
@@ -170,6 +159,85 @@ def _run(
             failed.clear()
             if progress:
                 progress(len(seen), total)
+
+
+@contextmanager
+def _ray_session(address: str | None) -> Iterator[Any]:
+    """The ``ray`` module, joined to ``address`` (or the running Ray, or a local one started and stopped here)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--runner ray needs Ray: pip install 'specread[ray]'") from exc
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        started = True
+    # Our progress callback reports progress: keep Ray Data's per-run notes quiet.
+    for name in ("execution.streaming_executor", "progress.logging_progress"):
+        logging.getLogger(f"ray.data._internal.{name}").setLevel(logging.WARNING)
+    try:
+        yield ray
     finally:
         if started:
             ray.shutdown()
+
+
+class PageWarmer:
+    """Ray Data actor: OCRs images into the (shared) OCR cache; answers a warning per unreadable image."""
+
+    def __init__(self, config: ReaderConfig) -> None:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        from specread.readers import build_reader
+
+        self.reader = build_reader(config)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        warnings: list[str] = []
+        for path in batch["path"]:
+            try:
+                self.reader.ocr(Path(str(path)))  # type: ignore[attr-defined]
+                warnings.append("")
+            except Exception as exc:  # an image that cannot be read is reported, never fatal
+                warnings.append(str(exc) or type(exc).__name__)
+        return {"path": [str(p) for p in batch["path"]], "warning": warnings}
+
+
+def warm_cache_ray(
+    paths: Sequence[Path],
+    config: ReaderConfig,
+    address: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    actors: int | None = None,
+) -> list[str]:
+    """:func:`specread.batch.local.warm_cache` on a Ray cluster: every image OCRed once into the cache.
+
+    The cache folder (``config.cache_dir``) and the images must be on storage every node mounts
+    at the same path, like the images for :func:`predict_csv_ray`.
+
+    Returns:
+        The warnings for images that could not be read.
+    """
+    if config.cache_dir is None:
+        raise ValueError("warming the cache needs a cache_dir")
+    unique = [{"path": str(p)} for p in dict.fromkeys(paths)]
+    warnings: list[str] = []
+    if not unique:
+        return warnings
+    with _ray_session(address) as ray:
+        pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pool = max(1, min(pool, len(unique)))
+        ds = ray.data.from_items(unique, override_num_blocks=max(1, min(len(unique), pool * 8)))
+        ds = ds.map_batches(
+            PageWarmer,
+            fn_constructor_kwargs={"config": config},
+            batch_size=4,
+            compute=ray.data.ActorPoolStrategy(size=pool),
+            num_cpus=1,
+        )
+        done = 0
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            warnings.extend(str(w) for w in batch["warning"] if w)
+            done += len(batch["path"])
+            if progress:
+                progress(done, len(unique))
+    return warnings

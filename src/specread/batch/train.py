@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from specread.batch.local import warm_cache
+from specread.batch.ray_runner import warm_cache_ray
 from specread.data import PACKAGED_MODEL
 from specread.errors import ImageLoadError
 from specread.extract.priors import Priors, image_links
@@ -131,6 +132,8 @@ def train_ranker(
     base: Model | None = None,
     rounds: int | None = None,
     streaming: bool = False,
+    runner: str = "local",
+    address: str | None = None,
 ) -> tuple[Model, int]:
     """Train a model folder on labelled images: what ``specread train`` runs.
 
@@ -175,6 +178,8 @@ def train_ranker(
             cache one at a time into feature shards on disk (``OUTPUT/shards``, resumable,
             removed at the end) and LightGBM is fitted shard by shard (:func:`train_from_shards`).
             For label sets of tens of thousands of rows and more.
+        runner: ``"local"`` (``workers`` processes) or ``"ray"`` for the OCR pass (a Ray cluster
+            at ``address``; the images and the OCR cache must be on storage every node mounts).
 
     Returns:
         The model written, and how many labelled rows it learned from.
@@ -197,7 +202,13 @@ def train_ranker(
         params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
     Path(output).mkdir(parents=True, exist_ok=True)
     config = ReaderConfig(scorer="rules", ocr=ocr, cache_dir=cache_dir, model=str(PACKAGED_MODEL))
-    warm_cache([images / label.image for label in labels], config, workers, progress=progress)
+    paths = [images / label.image for label in labels]
+    if runner == "ray":
+        warm_cache_ray(paths, config, address, progress=progress)
+    elif runner == "local":
+        warm_cache(paths, config, workers, progress=progress)
+    else:
+        raise ValueError(f"unknown runner {runner!r}; choose one of: local, ray")
     reader = build_ocr_reader(config)
 
     def page(path: Path) -> OcrPage | None:

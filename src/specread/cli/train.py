@@ -11,11 +11,13 @@ from specread.cli.console import console, progress_bar, setup_logging
 from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
+    RUNNERS,
     CacheDirOpt,
     ImagesOpt,
     PresetOpt,
     SeedOpt,
     WorkersOpt,
+    check_choice,
 )
 from specread.settings import preset as ocr_preset
 
@@ -85,6 +87,10 @@ def train(
             "--streaming", help="Features in disk shards, fitted shard by shard: flat memory for large label sets."
         ),
     ] = False,
+    runner: Annotated[
+        str, typer.Option("--runner", help="OCR pass: local (--workers processes) or ray (a Ray cluster).")
+    ] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (--runner ray).")] = None,
 ) -> None:
     """Train a model folder on labelled images (the packaged model is built this way).
 
@@ -99,6 +105,7 @@ def train(
     from specread.io.dataset import read_labels
     from specread.rank.model import load_model
 
+    check_choice("runner", runner, RUNNERS)
     start = load_model(str(PACKAGED_MODEL) if base == "packaged" else base) if base else None
     if clean:
         from specread.labels.clean import clean_csv
@@ -129,6 +136,8 @@ def train(
             base=start,
             rounds=rounds,
             streaming=streaming,
+            runner=runner,
+            address=address,
         )
     metrics = model.card["metrics"]
     scored = (
