@@ -130,16 +130,7 @@ def _run(
         for link, image_rows in run.groups:
             path = run.path_of(link)
             items.append({"image": link, "path": str(path) if path else "", "rows": _pack(image_rows)})
-        pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pool = max(1, min(pool, len(items)))
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), pool * 8)))
-        ds = ds.map_batches(
-            ImageBatchReader,
-            fn_constructor_kwargs={"config": config},
-            batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=pool),
-            num_cpus=1,
-        )
+        ds = _actor_map(ray, items, ImageBatchReader, config, batch_size, actors)
         seen: set[str] = set()
         total = len(items)
         failed: dict[str, Failure] = {}
@@ -180,6 +171,22 @@ def _ray_session(address: str | None) -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _actor_map(
+    ray: Any, items: list[dict], actor: type, config: ReaderConfig, batch_size: int, actors: int | None
+) -> Any:
+    """``items`` through a pool of ``actor``s (one CPU each, as many as the cluster's CPUs or ``actors``)."""
+    pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    pool = max(1, min(pool, len(items)))
+    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), pool * 8)))
+    return ds.map_batches(
+        actor,
+        fn_constructor_kwargs={"config": config},
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=pool),
+        num_cpus=1,
+    )
 
 
 class PageWarmer:
@@ -224,16 +231,7 @@ def warm_cache_ray(
     if not unique:
         return warnings
     with _ray_session(address) as ray:
-        pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        pool = max(1, min(pool, len(unique)))
-        ds = ray.data.from_items(unique, override_num_blocks=max(1, min(len(unique), pool * 8)))
-        ds = ds.map_batches(
-            PageWarmer,
-            fn_constructor_kwargs={"config": config},
-            batch_size=4,
-            compute=ray.data.ActorPoolStrategy(size=pool),
-            num_cpus=1,
-        )
+        ds = _actor_map(ray, unique, PageWarmer, config, 4, actors)
         done = 0
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             warnings.extend(str(w) for w in batch["warning"] if w)
