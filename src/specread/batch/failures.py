@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specread.errors import ImageLoadError
+from specread.io.files import atomic_write
 
 __all__ = ["FAILURE_COLUMNS", "Failure", "FailureLog", "failure_from"]
 
@@ -59,6 +60,10 @@ def failure_from(image_link: str, exc: BaseException, indices: Iterable[str]) ->
     return Failure(image_link, kind, f"{image_link or '<no link>'}: {kind}: {exc}", tuple(indices))
 
 
+def _row(failure: Failure) -> list[str]:
+    return [failure.image_link, failure.kind, failure.reason, " ".join(failure.indices)]
+
+
 class FailureLog:
     """Collects a run's failures: logs the first ``show``, counts the rest, keeps the failures file.
 
@@ -72,53 +77,41 @@ class FailureLog:
         self.path = Path(path)
         self.show = show
         self.failures: list[Failure] = []
-        self.by_kind: Counter[str] = Counter()
         self.retry: set[str] = set()
         if self.path.is_file():
-            with open(self.path, newline="", encoding="utf-8") as fh:
+            # Read leniently (not CsvTable): a run killed while appending may have torn the last line.
+            with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
                 for rec in csv.DictReader(fh):
                     self.retry.update((rec.get("indices") or "").split())
-        self._write()  # the earlier run's list stays valid until this run's replaces it, row by row
+        # Until this run's list replaces it, the earlier run's rows stay listed: still owed a retry.
+        owed = [Failure("", "earlier run", "listed by an earlier run of this job; retried", tuple(sorted(self.retry)))]
+        self._rewrite(owed if self.retry else [])
 
     def add(self, failure: Failure) -> None:
         self.failures.append(failure)
-        self.by_kind[failure.kind] += 1
         if len(self.failures) <= self.show:
             log.warning("%s (fallback answer for %d row(s))", failure.reason, len(failure.indices))
         elif len(self.failures) == self.show + 1:
             log.warning("more images cannot be read: counting them; all are listed in %s", self.path)
-        self._append(failure)
-
-    def _append(self, failure: Failure) -> None:
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow([failure.image_link, failure.kind, failure.reason, " ".join(failure.indices)])
+            csv.writer(fh).writerow(_row(failure))
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _write(self) -> None:
-        """Start the file afresh with the earlier run's unretried rows (none yet) under this run's header."""
+    def _rewrite(self, failures: list[Failure]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        keep = sorted(self.retry)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        with atomic_write(self.path, newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(FAILURE_COLUMNS)
-            if keep:  # still owed a retry if this run is killed before reaching them
-                w.writerow(["", "earlier run", "listed by an earlier run of this job; retried", " ".join(keep)])
-        os.replace(tmp, self.path)
+            w.writerows(_row(f) for f in failures)
 
     def close(self) -> None:
         """End of run: rewrite the file with this run's failures (remove it when there are none); log the summary."""
         if not self.failures:
             self.path.unlink(missing_ok=True)
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(FAILURE_COLUMNS)
-            for f in self.failures:
-                w.writerow([f.image_link, f.kind, f.reason, " ".join(f.indices)])
-        os.replace(tmp, self.path)
+        self._rewrite(self.failures)
         if len(self.failures) > self.show:
-            counts = ", ".join(f"{n} {kind}" for kind, n in self.by_kind.most_common())
+            by_kind = Counter(f.kind for f in self.failures).most_common()
+            counts = ", ".join(f"{n} {kind}" for kind, n in by_kind)
             log.warning("%d images could not be read (%s); all are listed in %s", len(self.failures), counts, self.path)

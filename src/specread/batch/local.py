@@ -28,12 +28,14 @@ from specread.io.dataset import (
     finalize_output,
     image_name,
     iter_unique_images,
+    output_columns,
     read_rows,
     rows_digest,
 )
 from specread.pipeline import reader_model
 from specread.readers import Reader, build_reader
 from specread.settings import ReaderConfig
+from specread.types import ReadResult
 from specread.version import __version__
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "RunStats",
     "check_images_present",
     "job_record",
+    "ocr_into_cache",
     "open_run",
     "plan_run",
     "predict_csv",
@@ -111,6 +114,20 @@ def _failed(
     return _fallback(reader, rows), failure
 
 
+def _by_group(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """An image's rows by ``group_id``: the priors depend on it, so each group is read on its own."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r.group_id, []).append(r)
+    return groups
+
+
+def _answers(rows: Sequence[Row], result: ReadResult) -> list[RowResult]:
+    return [
+        (r.index, result.predictions[r.entity_name].text, result.predictions[r.entity_name].confidence) for r in rows
+    ]
+
+
 def read_image_rows(reader: Reader, path: Path | None, rows: Sequence[Row]) -> ImageResult:
     """Predict every row of one image; whatever fails gives the fallback answer and a :class:`Failure`.
 
@@ -121,14 +138,10 @@ def read_image_rows(reader: Reader, path: Path | None, rows: Sequence[Row]) -> I
     if path is None:
         return _failed(reader, rows, kind="no image link")
     out: list[RowResult] = []
-    by_group: dict[str, list[Row]] = {}
-    for r in rows:
-        by_group.setdefault(r.group_id, []).append(r)
     try:
-        for group, group_rows in by_group.items():
-            entities = sorted({r.entity_name for r in group_rows})
-            preds = reader.read(path, entities, group or None).predictions
-            out.extend((r.index, preds[r.entity_name].text, preds[r.entity_name].confidence) for r in group_rows)
+        for group, group_rows in _by_group(rows).items():
+            result = reader.read(path, sorted({r.entity_name for r in group_rows}), group or None)
+            out.extend(_answers(group_rows, result))
     except Exception as exc:  # one image's failure, anywhere in the pipeline, must not end the run
         return _failed(reader, rows, exc)
     return out, None
@@ -147,10 +160,7 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
         if path is None:
             out[j] = _failed(reader, rows, kind="no image link")
             continue
-        by_group: dict[str, list[Row]] = {}
-        for r in rows:
-            by_group.setdefault(r.group_id, []).append(r)
-        for group, group_rows in by_group.items():
+        for group, group_rows in _by_group(rows).items():
             items.append((path, sorted({r.entity_name for r in group_rows}), group or None))
             owners.append((j, group_rows))
     try:
@@ -158,8 +168,7 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
     except Exception:  # find the image at fault by reading them one at a time
         return [read_image_rows(reader, path, rows) for path, rows in jobs]
     for (j, group_rows), result in zip(owners, results, strict=True):
-        preds = result.predictions
-        out[j][0].extend((r.index, preds[r.entity_name].text, preds[r.entity_name].confidence) for r in group_rows)
+        out[j][0].extend(_answers(group_rows, result))
     return out
 
 
@@ -178,7 +187,7 @@ def job_record(rows: Sequence[Row], config: ReaderConfig, with_confidence: bool)
         "input": rows_digest(rows),
         "settings": settings,
         "model": "" if config.reader == "vlm" else reader_model(config).digest,
-        "columns": ["index", "prediction", *(["confidence"] if with_confidence else [])],
+        "columns": output_columns(with_confidence),
         "specread": __version__,
     }
 
@@ -414,13 +423,18 @@ def _outcome(fut: Future, job: Job, alone: bool) -> ImageResult | None:
         return _failed(None, job[1], exc)
 
 
-def _ocr_only(path: Path) -> str:
-    assert _READER is not None, "worker not initialised"
+def ocr_into_cache(reader: Reader, path: Path) -> str:
+    """OCR one image into the reader's cache; the warning for an image that cannot be read, else ""."""
     try:
-        _READER.ocr(path)
+        reader.ocr(path)  # type: ignore[attr-defined]
     except Exception as exc:  # an image that cannot be read is reported, never fatal
         return str(exc) if isinstance(exc, OSError) else f"{path}: {type(exc).__name__}: {exc}"
     return ""
+
+
+def _ocr_only(path: Path) -> str:
+    assert _READER is not None, "worker not initialised"
+    return ocr_into_cache(_READER, path)
 
 
 def warm_cache(

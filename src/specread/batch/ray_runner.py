@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from specread.batch.failures import Failure
-from specread.batch.local import Run, RunStats, open_run, read_image_rows
+from specread.batch.local import Run, RunStats, ocr_into_cache, open_run, read_image_rows
 from specread.io.dataset import Row
 from specread.settings import ReaderConfig
 
@@ -199,14 +199,8 @@ class PageWarmer:
         self.reader = build_reader(config)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        warnings: list[str] = []
-        for path in batch["path"]:
-            try:
-                self.reader.ocr(Path(str(path)))  # type: ignore[attr-defined]
-                warnings.append("")
-            except Exception as exc:  # an image that cannot be read is reported, never fatal
-                warnings.append(str(exc) or type(exc).__name__)
-        return {"path": [str(p) for p in batch["path"]], "warning": warnings}
+        paths = [str(p) for p in batch["path"]]
+        return {"path": paths, "warning": [ocr_into_cache(self.reader, Path(p)) for p in paths]}
 
 
 def warm_cache_ray(

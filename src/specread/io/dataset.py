@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,6 +32,7 @@ from specread.errors import (
     MissingColumnsError,
     UnknownEntityError,
 )
+from specread.io.files import atomic_write
 from specread.units.registry import get_registry
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "iter_labels",
     "iter_unique_images",
     "job_path",
+    "output_columns",
     "read_gold",
     "read_labels",
     "read_predictions",
@@ -276,6 +277,11 @@ def read_gold(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
     return values, entities
 
 
+def output_columns(with_confidence: bool = False) -> list[str]:
+    """An output CSV's header: ``index,prediction`` and, if asked, ``confidence``."""
+    return ["index", "prediction", *(["confidence"] if with_confidence else [])]
+
+
 class OutputWriter:
     """Append-only ``index,prediction[,confidence]`` writer that survives being killed.
 
@@ -287,7 +293,7 @@ class OutputWriter:
         self, path: str | Path, with_confidence: bool = False, job: dict | None = None, overwrite: bool = False
     ) -> None:
         self.path = Path(path)
-        self.columns = ["index", "prediction", *(["confidence"] if with_confidence else [])]
+        self.columns = output_columns(with_confidence)
         self.done: dict[str, str] = {}
         if overwrite:
             for stale in (self.path, job_path(self.path), failures_path(self.path)):
@@ -330,10 +336,8 @@ class OutputWriter:
                 )
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_write(record, encoding="utf-8") as fh:
             json.dump(job, fh, indent=2, sort_keys=True)
-        os.replace(tmp, record)
 
     def _repair_tail(self) -> None:
         """Drop a torn last line, but never cut a file this writer did not make."""
@@ -383,17 +387,11 @@ def finalize_output(path: str | Path, order: Iterable[str]) -> None:
         reader = csv.reader(fh)
         header = next(reader)
         latest = {r[0]: r for r in reader if r}
-    fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-            w = csv.writer(out)
-            w.writerow(header)
-            for index in order:
-                w.writerow(latest.get(index, [index, "", *([""] * (len(header) - 2))]))
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(p, newline="", encoding="utf-8") as out:
+        w = csv.writer(out)
+        w.writerow(header)
+        for index in order:
+            w.writerow(latest.get(index, [index, "", *([""] * (len(header) - 2))]))
 
 
 def rows_digest(rows: Iterable[Row]) -> str:

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +46,7 @@ from tenacity import (
 
 from specread.errors import ImageLoadError
 from specread.io.dataset import Row, image_name
+from specread.io.files import atomic_write
 from specread.io.images import CHECK_SIDE, decode_image
 from specread.progress import make_progress
 
@@ -357,11 +356,5 @@ async def _get(client: httpx.AsyncClient, link: str, max_bytes: int) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from platformdirs import user_cache_path
 
+from specread.io.files import atomic_write
 from specread.types import OcrPage
 
 __all__ = ["OcrCache", "default_cache_dir"]
@@ -49,11 +49,5 @@ class OcrCache:
             return
         path = self._path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(page.to_dict(), fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            json.dump(page.to_dict(), fh)

@@ -31,8 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -42,6 +41,7 @@ from specread.data import PACKAGED_MODEL
 from specread.errors import ModelMismatchError
 from specread.extract.features import FEATURE_NAMES
 from specread.extract.priors import Priors
+from specread.io.files import atomic_path, atomic_write
 from specread.rank.ranker import CandidateRanker
 from specread.settings import OcrSettings
 from specread.units.registry import ENTITIES
@@ -139,18 +139,6 @@ def ocr_card(ocr: OcrSettings) -> dict[str, Any]:
 
 
 # -- writing -----------------------------------------------------------------------------------------------------------
-def _write_atomic(target: Path, write: Callable[[Path], None]) -> None:
-    """``write(temp)`` beside ``target``, then rename: a killed run leaves the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     """Write ``model.json`` for the ranker and priors already in folder ``path``; returns the manifest.
 
@@ -174,7 +162,8 @@ def write_manifest(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
         "files": {name: file_sha256(folder / name) for name in (RANKER_FILE, PRIORS_FILE)},
     }
     text = json.dumps(manifest, indent=2) + "\n"
-    _write_atomic(folder / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    with atomic_write(folder / MANIFEST, encoding="utf-8") as fh:
+        fh.write(text)
     return manifest
 
 
@@ -193,8 +182,9 @@ def save_model(path: str | Path, ranker: CandidateRanker, priors: Priors, card: 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)
-    _write_atomic(folder / RANKER_FILE, ranker.save)
-    _write_atomic(folder / PRIORS_FILE, priors.save)
+    for name, save in ((RANKER_FILE, ranker.save), (PRIORS_FILE, priors.save)):
+        with atomic_path(folder / name) as tmp:
+            save(tmp)
     manifest = write_manifest(folder, {"params": ranker.get_params(), **card})
     return Model(ranker, priors, manifest, str(folder), file_sha256(folder / MANIFEST))
 

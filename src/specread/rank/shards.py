@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -38,7 +37,6 @@ from dataclasses import dataclass
 from itertools import islice
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -46,6 +44,7 @@ from specread.answer import Answer
 from specread.extract.candidates import Mention, find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
 from specread.extract.priors import Priors
+from specread.io.files import atomic_write
 from specread.metrics import normalize_answer
 from specread.types import LabelledRow
 from specread.units.registry import ENTITIES
@@ -161,18 +160,6 @@ def _shard_arrays(rows: Sequence[LabelledRow], first_id: int, priors: Priors) ->
     }
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _shard_name(number: int) -> str:
     return f"shard-{number:05d}.npz"
 
@@ -192,7 +179,8 @@ def _write_shard(
     }
     meta = np.frombuffer(json.dumps(entry).encode(), dtype=np.uint8)
     save = np.savez_compressed if compress else np.savez
-    _atomic_write(path, lambda fh: save(fh, meta=meta, **arrays))
+    with atomic_write(path, "wb", fsync=True) as fh:
+        save(fh, meta=meta, **arrays)
     return entry
 
 
@@ -317,7 +305,8 @@ def write_shards(
         "fingerprint": fingerprint.hexdigest(),
         "shards": shards,
     }
-    _atomic_write(out / INDEX, lambda fh: fh.write(json.dumps(index, indent=1).encode()))
+    with atomic_write(out / INDEX, "wb", fsync=True) as fh:
+        fh.write(json.dumps(index, indent=1).encode())
     return ShardSet(out)
 
 
