@@ -189,7 +189,7 @@ def _cv_job(job: tuple[int, float]) -> tuple[dict[str, str], list[int]]:
     def make(train: Sequence) -> object:
         sample = subsample_images(train, fraction, (args.seed, repeat, next(fold)))
         sizes.append(len({r.key for r in sample}))
-        return fit_ranker(sample, priors)
+        return fit_ranker(sample, priors, **args.ranker)
 
     preds, _ = cross_validate(rows, priors, make, k=args.folds, seed=args.seed + repeat)
     return preds, sizes
@@ -258,6 +258,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
         "rows": len(rows),
         "images": len(img_names),
         "folds": args.folds,
+        "ranker": args.ranker,
         "repeats": args.repeats,
         "seed": args.seed,
         "rules": {
@@ -376,11 +377,29 @@ def bench_cli(doc: str, add_arguments: Callable, run: Callable, plot: Callable) 
         print(f"plot: {args.out_png}", file=sys.stderr)
 
 
+def ranker_params(text: str) -> dict:
+    """``--ranker`` JSON: ranker settings to learn with; a feature group's name stands for its features."""
+    from specread.extract.features import CAPACITY_FEATURES, LAYOUT_FEATURES
+
+    params = json.loads(text)
+    groups = {"capacity": CAPACITY_FEATURES, "layout": LAYOUT_FEATURES}
+    ignore = params.get("ignore_features", [])
+    params["ignore_features"] = [f for name in ignore for f in groups.get(name, (name,))]
+    return params
+
+
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=4, help="fold splits (and subsamples) per fraction")
     parser.add_argument("--fractions", type=fractions, default=fractions("0.1,0.25,0.5,0.75,1.0"))
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap draws for the projection interval")
+    parser.add_argument(
+        "--ranker",
+        type=ranker_params,
+        default={},
+        help="CandidateRanker settings as JSON, e.g. '{\"num_leaves\": 15}'; "
+        '"ignore_features" may name a group: "capacity" or "layout"',
+    )
 
 
 def main() -> None:

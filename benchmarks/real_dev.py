@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specread.extract.features import LAYOUT_FEATURES
+from specread.extract.features import CAPACITY_FEATURES, LAYOUT_FEATURES
 from specread.metrics import normalize_answer, score_rows
 from specread.settings import ReaderConfig, preset
 
@@ -187,8 +187,8 @@ def load_dev_rows(
     from specread.batch.local import warm_cache
     from specread.errors import ImageLoadError
     from specread.io.dataset import image_name
+    from specread.pipeline import build_pages
     from specread.rank.train import load_labelled_rows
-    from specread.readers import build_reader
 
     config = ReaderConfig(
         scorer="rules", cache_dir=cache_dir or "default", ocr=preset(preset_name), retry_side=retry_side
@@ -196,7 +196,7 @@ def load_dev_rows(
     with open(data / "labels.csv", newline="", encoding="utf-8") as fh:
         paths = [data / "images" / image_name(r["image_file"]) for r in csv.DictReader(fh)]
     warm_cache(paths, config, workers)
-    reader = build_reader(config)
+    pages, finer = build_pages(config)
 
     def page_or_none(read, path: Path):
         try:
@@ -204,8 +204,7 @@ def load_dev_rows(
         except ImageLoadError:
             return None
 
-    rows = load_labelled_rows(data / "labels.csv", data / "images", lambda p: page_or_none(reader.ocr, p))
-    finer = reader.retry
+    rows = load_labelled_rows(data / "labels.csv", data / "images", lambda p: page_or_none(pages, p))
     retry = (lambda row: page_or_none(finer, data / "images" / row.key)) if finer else None
     return rows, retry
 
@@ -222,8 +221,14 @@ def cross_validation(args: argparse.Namespace) -> dict:
     systems = {
         "rules": lambda train: RuleScorer(),
         "ranker_no_layout": lambda train: fit_ranker(train, priors, ignore_features=LAYOUT_FEATURES),
+        "ranker_no_capacity": lambda train: fit_ranker(train, priors, ignore_features=CAPACITY_FEATURES),
         "ranker_layout": lambda train: fit_ranker(train, priors),
     }
+    if args.systems:
+        unknown = set(args.systems) - set(systems)
+        if unknown:
+            raise SystemExit(f"unknown system(s) {sorted(unknown)}; choose from {sorted(systems)}")
+        systems = {name: make for name, make in systems.items() if name in args.systems}
     result: dict = {
         "mode": "cross_validation",
         "retry_side": args.retry_side,
@@ -266,6 +271,9 @@ def main() -> None:
     parser.add_argument("--cv", type=int, default=0, help="K-fold grouped cross-validation of the selectors")
     parser.add_argument("--seed", type=int, default=0, help="fold split seed (the first one, with --repeats)")
     parser.add_argument("--repeats", type=int, default=1, help="CV over this many fold splits; adds mean and sd")
+    parser.add_argument(
+        "--systems", type=lambda text: text.split(","), default=None, help="comma-separated selectors to cross-validate"
+    )
     args = parser.parse_args()
     args.data = args.data.resolve()
     if not (args.data / "labels.csv").exists():

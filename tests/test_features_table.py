@@ -9,6 +9,7 @@ tests make any such change fail until the ranker is retrained.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 
 import pytest
@@ -17,9 +18,9 @@ from conftest import make_page, make_token
 from specread.data import PACKAGED_MODEL
 from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, FEATURE_TABLE, LAYOUT_FEATURES, page_candidates
-from specread.extract.priors import load_priors
+from specread.extract.priors import Priors, load_priors
 from specread.types import Candidate, OcrPage, OcrToken
-from specread.units.registry import ENTITIES
+from specread.units.registry import ENTITIES, get_registry
 
 # -- what the shipped ranker was trained with ------------------------------------------
 
@@ -52,7 +53,7 @@ def test_entity_order_is_pinned() -> None:
 
 def test_feature_names_come_from_the_table() -> None:
     assert tuple(name for feature in FEATURE_TABLE for name in feature.names) == FEATURE_NAMES
-    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 58
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 63
     assert set(LAYOUT_FEATURES) <= set(FEATURE_NAMES)
 
 
@@ -199,6 +200,11 @@ EXPECTED_DIGESTS: dict[str, str] = {
     "rival_line": "3ac3e131ea0e",
     "role_vertical": "82c7af9d4e60",
     "role_edge": "d941ac283119",
+    "unit_id": "f88baeb41f77",
+    "twin_unit_gap": "caaec81a2648",
+    "group_rows": "8fb896d0ad9f",
+    "group_unit_share": "6d6b178d0047",
+    "unit_value_rank": "bd876d4ccda4",
 }
 
 
@@ -213,3 +219,54 @@ def test_feature_values_are_pinned(candidates: list[Candidate]) -> None:
     got = _digests(candidates)
     changed = sorted(name for name in FEATURE_NAMES if got[name] != EXPECTED_DIGESTS.get(name))
     assert not changed, f"features changed: {changed}; new digests: {got}"
+
+
+# -- the capacity features mean what they say ----------------------------------------------
+
+
+def _capacity_priors() -> Priors:
+    """Widths labelled in centimetres overall; product group "7" labels them in inches, 9 rows of 10."""
+    return Priors(
+        unit_counts={"width": {"centimetre": 80, "inch": 20}},
+        group_unit_counts={"width": {"7": {"inch": 9, "centimetre": 1}}},
+        value_hist={},
+        entity_mode={},
+        group_mode={},
+    )
+
+
+def _by_unit(lines: list[str], group: str | None) -> dict[tuple[float, str], dict[str, float]]:
+    page = make_page(lines)
+    cands = page_candidates(page, find_mentions(page), "width", _capacity_priors(), group)
+    return {(c.quantity.value, c.quantity.unit): c.features for c in cands}
+
+
+def test_twin_unit_gap_weighs_the_two_printed_units_by_the_group() -> None:
+    anywhere = _by_unit(["25.4 cm / 10 in"], None)
+    cm, inch = anywhere[(25.4, "centimetre")], anywhere[(10.0, "inch")]
+    assert cm["twin_unit_gap"] > 0 > inch["twin_unit_gap"]
+    assert cm["twin_unit_gap"] == pytest.approx(-inch["twin_unit_gap"])
+    in_group = _by_unit(["25.4 cm / 10 in"], "7")  # this group keeps the inches
+    assert in_group[(10.0, "inch")]["twin_unit_gap"] > 0 > in_group[(25.4, "centimetre")]["twin_unit_gap"]
+    alone = _by_unit(["25.4 cm", "10 in"], None)  # on two lines they are not twins
+    assert {f["twin_unit_gap"] for f in alone.values()} == {0.0}
+
+
+def test_group_counts_are_the_groups_own() -> None:
+    known = _by_unit(["25.4 cm / 10 in"], "7")
+    assert known[(10.0, "inch")]["group_unit_share"] == pytest.approx(0.9)
+    assert known[(25.4, "centimetre")]["group_unit_share"] == pytest.approx(0.1)
+    assert [f["group_rows"] for f in known.values()] == pytest.approx([math.log1p(10)] * 2)
+    for group in (None, "8"):
+        unknown = _by_unit(["25.4 cm / 10 in"], group)
+        assert {f["group_unit_share"] for f in unknown.values()} == {-1.0}
+        assert {f["group_rows"] for f in unknown.values()} == {0.0}
+
+
+def test_unit_id_and_the_rank_within_a_unit() -> None:
+    feats = _by_unit(["10 x 20 x 30 cm", "5 in"], None)
+    allowed = get_registry().allowed("width")
+    assert feats[(20.0, "centimetre")]["unit_id"] == allowed.index("centimetre")
+    assert feats[(5.0, "inch")]["unit_id"] == allowed.index("inch")
+    assert [feats[(v, "centimetre")]["unit_value_rank"] for v in (30.0, 20.0, 10.0)] == [0.0, 0.5, 1.0]
+    assert feats[(5.0, "inch")]["unit_value_rank"] == 0.0  # alone in its unit, though the smallest size

@@ -26,13 +26,13 @@ from conftest import CliInvoke, FakeEngine, TinyDataset, build_tiny_dataset, wri
 from specread.cli import app
 from specread.data import PACKAGED_MODEL
 from specread.errors import ModelMismatchError
-from specread.extract.features import FEATURE_NAMES
+from specread.extract.features import CAPACITY_FEATURES, FEATURE_NAMES
 from specread.extract.priors import load_priors
 from specread.io.dataset import job_path, read_predictions
 from specread.ocr import engine as engine_module
 from specread.rank.model import MODEL_ENV, check_model, file_sha256, load_model, ocr_card, save_model
 from specread.rank.ranker import CandidateRanker
-from specread.rank.train import build_examples, load_labelled_rows
+from specread.rank.train import LARGE_SET_PARAMS, build_examples, load_labelled_rows
 from specread.readers import build_reader
 from specread.settings import ReaderConfig, preset
 from specread.units.registry import ENTITIES
@@ -383,6 +383,13 @@ def test_streaming_training_gives_the_same_model_and_removes_its_shards(
     assert (streamed / "ranker.txt").read_bytes() == (in_memory / "ranker.txt").read_bytes()
     assert (streamed / "priors.json").read_bytes() == (in_memory / "priors.json").read_bytes()
     assert not (streamed / "shards").exists()
+
+    # The size a small set gets by default, and the large one forced, on both paths.
+    assert load_model(in_memory).card["params"]["ignore_features"] == list(CAPACITY_FEATURES)
+    for extra in ((), ("--streaming",)):
+        large = train(tmp_path / f"large{len(extra)}", "--holdout", "0", "--capacity", "large", *extra)
+        params = load_model(large).card["params"]
+        assert params["ignore_features"] == [] and params["num_leaves"] == LARGE_SET_PARAMS["num_leaves"]
 
     checked = train(tmp_path / "checked", "--streaming")  # with the grouped hold-out and early stopping
     metrics = json.loads((checked / "model.json").read_text())["metrics"]

@@ -285,7 +285,7 @@ def test_adapting_with_no_new_round_or_a_tiny_step_predicts_like_the_base(tmp_pa
     rows = _make_rows(30, seed=1)
     X, y, q = build_examples(rows, load_priors())
     base = fit_ranker(rows, load_priors(), n_estimators=40)
-    same = CandidateRanker(n_estimators=0).fit(X, y, q, base=base)
+    same = CandidateRanker(n_estimators=0, ignore_features=base.ignore_features).fit(X, y, q, base=base)
     assert np.array_equal(same.predict_proba(X, q), base.predict_proba(X, q))
     tiny = fit_ranker(_make_width_beside_rows(20, seed=3), load_priors(), base=base, n_estimators=5, learning_rate=1e-9)
     assert tiny.booster_.num_trees() == 45
@@ -317,3 +317,22 @@ def test_a_base_must_match_and_be_fitted(tmp_path) -> None:
     shards = write_shards(rows, load_priors(), tmp_path, rows_per_shard=7)
     from_shards = CandidateRanker(n_estimators=5, rule_weight=1.0).fit_shards(shards, base=base)
     assert from_shards.booster_.model_to_string() == adapted.booster_.model_to_string()
+
+
+def test_the_ranker_grows_with_the_training_images() -> None:
+    from specread.extract.features import CAPACITY_FEATURES
+    from specread.rank.train import CAPACITY_MIN_IMAGES, LARGE_SET_PARAMS, capacity_params
+
+    small, large = capacity_params(CAPACITY_MIN_IMAGES - 1), capacity_params(CAPACITY_MIN_IMAGES)
+    assert small == {"ignore_features": CAPACITY_FEATURES}
+    assert large == {"ignore_features": (), **LARGE_SET_PARAMS}
+    assert capacity_params(10**6, "small") == small and capacity_params(10, "large") == large
+    with pytest.raises(ValueError, match="unknown capacity 'huge'"):
+        capacity_params(10, "huge")
+    # fit_ranker sizes itself by the rows' images unless told otherwise; a base keeps its own size.
+    rows = _make_rows(30, seed=1)
+    auto = fit_ranker(rows, load_priors(), n_estimators=5)
+    assert auto.ignore_features == CAPACITY_FEATURES and auto.num_leaves == 7
+    forced = fit_ranker(rows, load_priors(), n_estimators=5, **capacity_params(0, "large"))
+    assert forced.ignore_features == () and forced.num_leaves == LARGE_SET_PARAMS["num_leaves"]
+    assert fit_ranker(rows, load_priors(), base=forced, n_estimators=2).ignore_features == ()

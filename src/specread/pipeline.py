@@ -185,6 +185,27 @@ def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | Non
     if config.scorer not in SCORERS:
         raise ValueError(f"unknown scorer {config.scorer!r}; choose one of: {', '.join(sorted(SCORERS))}")
     model = reader_model(config)
+    pages, retry = build_pages(config, engine)
+    return SpecReader(
+        engine=pages.engine,
+        scorer=SCORERS[config.scorer](model),
+        priors=model.priors,
+        cache=pages.cache,
+        use_priors_fallback=config.use_priors_fallback,
+        retry=retry,
+    )
+
+
+def build_pages(config: ReaderConfig, engine: OcrEngine | None = None) -> tuple[PageSource, PageSource | None]:
+    """The OCR side of a reader alone: its pages, and its second pass at ``config.retry_side`` (else None).
+
+    A pass that only reads pages into the cache (the training OCR pass, a benchmark's warm-up)
+    uses this, so it needs no model folder: training must run while the model it replaces was
+    built for other features.
+
+    Raises:
+        ValueError: unknown engine name, or an engine that cannot run a second pass.
+    """
     if engine is None:
         engine = build_engine(config.ocr.engine, **config.ocr.engine_options())
     root = None
@@ -197,11 +218,4 @@ def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | Non
             raise ValueError(f"OCR engine {config.ocr.engine!r} cannot run a second pass at another detector side")
         finer = at_side(config.retry_side)
         retry = PageSource(finer, OcrCache(root, finer.fingerprint()) if root else None)
-    return SpecReader(
-        engine=engine,
-        scorer=SCORERS[config.scorer](model),
-        priors=model.priors,
-        cache=OcrCache(root, engine.fingerprint()) if root else None,
-        use_priors_fallback=config.use_priors_fallback,
-        retry=retry,
-    )
+    return PageSource(engine, OcrCache(root, engine.fingerprint()) if root else None), retry

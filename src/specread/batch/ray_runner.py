@@ -194,13 +194,13 @@ class PageWarmer:
 
     def __init__(self, config: ReaderConfig) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        from specread.readers import build_reader
+        from specread.pipeline import build_pages
 
-        self.reader = build_reader(config)
+        self.pages = build_pages(config)[0]
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         paths = [str(p) for p in batch["path"]]
-        return {"path": paths, "warning": [ocr_into_cache(self.reader, Path(p)) for p in paths]}
+        return {"path": paths, "warning": [ocr_into_cache(self.pages, Path(p)) for p in paths]}
 
 
 def warm_cache_ray(

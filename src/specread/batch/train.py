@@ -22,12 +22,12 @@ from specread.errors import ImageLoadError
 from specread.extract.priors import Priors, image_links
 from specread.io.dataset import read_labels
 from specread.metrics import score_rows
-from specread.pipeline import build_ocr_reader
+from specread.pipeline import build_pages
 from specread.rank.model import Model, check_model, file_sha256, labels_fingerprint, ocr_card, save_model
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Selector
 from specread.rank.shards import grouped_split, write_shards
-from specread.rank.train import fit_ranker, grouped_folds, load_labelled_rows
+from specread.rank.train import capacity_params, fit_ranker, grouped_folds, load_labelled_rows
 from specread.settings import OcrSettings, ReaderConfig
 from specread.types import LabelledRow, OcrPage
 
@@ -131,6 +131,7 @@ def train_ranker(
     progress: Callable[[int, int], None] | None = None,
     base: Model | None = None,
     rounds: int | None = None,
+    capacity: str = "auto",
     streaming: bool = False,
     runner: str = "local",
     address: str | None = None,
@@ -174,6 +175,9 @@ def train_ranker(
             It must read pages like ``ocr`` (:func:`~specread.rank.model.check_model`).
         rounds: boosting rounds to fit (default: the ranker's 600 from scratch,
             :data:`ADAPT_ROUNDS` from a base).
+        capacity: the ranker's size from scratch (:func:`~specread.rank.train.capacity_params`):
+            ``"auto"`` by the number of labelled images, or ``"small"`` / ``"large"``. A base
+            keeps its own.
         streaming: never hold the pages or the features of all rows: rows are read from the OCR
             cache one at a time into feature shards on disk (``OUTPUT/shards``, resumable,
             removed at the end) and LightGBM is fitted shard by shard (:func:`train_from_shards`).
@@ -198,6 +202,8 @@ def train_ranker(
     if given is None and base is not None:
         given = (base.priors, {"model": str(base.path), "rows": base.priors.n_rows})
     params: dict[str, Any] = {"base": base.ranker if base is not None else None}
+    if base is None:
+        params |= capacity_params(len({label.image for label in labels}), capacity)
     if rounds is not None or base is not None:
         params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
     Path(output).mkdir(parents=True, exist_ok=True)
@@ -209,11 +215,11 @@ def train_ranker(
         warm_cache(paths, config, workers, progress=progress)
     else:
         raise ValueError(f"unknown runner {runner!r}; choose one of: local, ray")
-    reader = build_ocr_reader(config)
+    pages = build_pages(config)[0]
 
     def page(path: Path) -> OcrPage | None:
         try:
-            return reader.ocr(path)
+            return pages(path)
         except ImageLoadError as exc:
             log.warning("%s (row skipped)", exc)
             return None

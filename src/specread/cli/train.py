@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +12,10 @@ from specread.cli.console import console, progress_bar, setup_logging
 from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
+    DEFAULT_WORKERS,
     RUNNERS,
     CacheDirOpt,
+    DeviceOpt,
     ImagesOpt,
     PresetOpt,
     SeedOpt,
@@ -45,6 +48,7 @@ def train(
     images: ImagesOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write (ranker, priors, manifest).")],
     preset: PresetOpt = DEFAULT_PRESET,
+    device: DeviceOpt = DEFAULT_READER.ocr.device,
     priors: Annotated[
         Path | None,
         typer.Option("--priors", help="Priors from this priors.json or labels CSV (default: LABELS_CSV's own labels)."),
@@ -62,7 +66,7 @@ def train(
         ),
     ] = 5,
     seed: SeedOpt = 0,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = DEFAULT_WORKERS,
     cache_dir: CacheDirOpt = None,
     base: Annotated[
         str | None,
@@ -74,6 +78,14 @@ def train(
         int | None,
         typer.Option("--rounds", min=1, help="Boosting rounds (default: 600 from scratch, 100 new ones with --base)."),
     ] = None,
+    capacity: Annotated[
+        str,
+        typer.Option(
+            "--capacity",
+            help="Ranker size: auto (by the number of training images), small (7-leaf trees, no capacity "
+            "features) or large (15-leaf trees that learn the catalogue's unit and drawing conventions).",
+        ),
+    ] = "auto",
     clean: Annotated[
         bool,
         typer.Option("--clean", help="Clean the labels first (the `specread clean` rules) and train on the result."),
@@ -103,9 +115,13 @@ def train(
     from specread.batch.train import train_ranker
     from specread.data import PACKAGED_MODEL
     from specread.io.dataset import read_labels
+    from specread.ocr.devices import resolve_device
     from specread.rank.model import load_model
+    from specread.rank.train import CAPACITIES
 
     check_choice("runner", runner, RUNNERS)
+    check_choice("capacity", capacity, CAPACITIES)
+    resolve_device(device)  # --device cuda without a GPU fails before any image is read
     start = load_model(str(PACKAGED_MODEL) if base == "packaged" else base) if base else None
     if clean:
         from specread.labels.clean import clean_csv
@@ -125,7 +141,7 @@ def train(
             labels_csv,
             images,
             output,
-            ocr=ocr_preset(preset),
+            ocr=dataclasses.replace(ocr_preset(preset), device=device),
             priors=priors,
             priors_exclude=priors_exclude or [],
             holdout=holdout,
@@ -135,6 +151,7 @@ def train(
             progress=tick,
             base=start,
             rounds=rounds,
+            capacity=capacity,
             streaming=streaming,
             runner=runner,
             address=address,

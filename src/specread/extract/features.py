@@ -35,7 +35,16 @@ from specread.parse.numbers import normalize_text
 from specread.types import Box, Candidate, OcrPage
 from specread.units.registry import ENTITIES, get_registry
 
-__all__ = ["FEATURE_NAMES", "FEATURE_TABLE", "LAYOUT_FEATURES", "Feature", "page_candidates", "to_matrix"]
+__all__ = [
+    "CAPACITY_FEATURES",
+    "CATEGORICAL_FEATURES",
+    "FEATURE_NAMES",
+    "FEATURE_TABLE",
+    "LAYOUT_FEATURES",
+    "Feature",
+    "page_candidates",
+    "to_matrix",
+]
 
 MIN_TEXT_HEIGHT = 1e-6
 """Stands in for the tallest text height of a page without text or with only flat boxes (``rel_height``: no 0 / 0)."""
@@ -433,19 +442,24 @@ def _outermost(b: _Batch) -> tuple[Column, ...]:
     )
 
 
-@_feature("has_twin", "twin_first")
-def _twin(b: _Batch) -> tuple[Column, ...]:
-    """Printed beside an equivalent in another unit (``25.4 cm / 10 in``), and the first of the two."""
+def _twins(b: _Batch) -> list[list[int]]:
+    """For each candidate, the candidates read from the same OCR line in another unit (its twins)."""
     same_token: dict[int, list[int]] = {}
     for i, c in enumerate(b.cands):
         same_token.setdefault(c.token_index, []).append(i)
+    return [
+        [j for j in same_token[c.token_index] if j != i and b.cands[j].quantity.unit != c.quantity.unit]
+        for i, c in enumerate(b.cands)
+    ]
+
+
+@_feature("has_twin", "twin_first")
+def _twin(b: _Batch) -> tuple[Column, ...]:
+    """Printed beside an equivalent in another unit (``25.4 cm / 10 in``), and the first of the two."""
     has, first = [], []
-    for i, c in enumerate(b.cands):
-        me = c.quantity
-        others = [b.cands[j].quantity for j in same_token[c.token_index] if j != i]
-        others = [o for o in others if o.unit != me.unit]
-        has.append(float(bool(others)))
-        first.append(float(bool(others) and all(me.start < o.start for o in others)))
+    for c, twins in zip(b.cands, _twins(b), strict=True):
+        has.append(float(bool(twins)))
+        first.append(float(bool(twins) and all(c.quantity.start < b.cands[j].quantity.start for j in twins)))
     return has, first
 
 
@@ -485,6 +499,65 @@ def _role(b: _Batch) -> tuple[Column, ...]:
     )
 
 
+# -- capacity: conventions a small training set cannot pin down, learnable with many labels ----------------
+
+
+@_feature("unit_id")
+def _unit_id(b: _Batch) -> Column:
+    """The unit as its position in the entity's allowed units (categorical, like ``entity_id``).
+
+    With ``entity_id`` it lets trees learn per-entity unit conventions beyond the smoothed prior,
+    e.g. that a label keeps the centimetres of ``25.4 cm / 10 in`` on one kind of product.
+    """
+    allowed = get_registry().allowed(b.entity)
+    return [float(allowed.index(c.quantity.unit)) for c in b.cands]
+
+
+@_feature("twin_unit_gap")
+def _twin_unit_gap(b: _Batch) -> Column:
+    """How much likelier this unit is than its twin's for the entity and product group (0 without a twin).
+
+    Which of two printed units the label keeps is a convention of the catalogue, per group:
+    the prior's judgement between exactly the two printed units, not each unit's alone.
+    """
+    logp = {u: b.priors.unit_logp(b.entity, u, b.group) for u in {c.quantity.unit for c in b.cands}}
+    return [
+        logp[c.quantity.unit] - max(logp[b.cands[j].quantity.unit] for j in twins) if twins else 0.0
+        for c, twins in zip(b.cands, _twins(b), strict=True)
+    ]
+
+
+@_feature("group_rows", "group_unit_share")
+def _group_counts(b: _Batch) -> tuple[Column, ...]:
+    """How many training labels the product group has for the entity (log1p), and the unit's share of them.
+
+    ``unit_logp`` blends the group's counts with the entity's at a fixed weight; these raw counts
+    let trees learn how far to trust a group, which needs many groups seen at many sizes.
+    The share is -1 for a group the priors do not know.
+    """
+    counts = b.priors.group_units(b.entity, b.group)
+    total = sum(counts.values())
+    share = [counts.get(c.quantity.unit, 0) / total if total else -1.0 for c in b.cands]
+    return b.each(math.log1p(total)), share
+
+
+@_feature("unit_value_rank")
+def _unit_value_rank(b: _Batch) -> Column:
+    """0 for the largest size among the candidates in the same unit, 1 for the smallest.
+
+    On a drawing the width, height and depth are usually printed in one unit, and which of
+    them is which follows conventions (the longest side is the width) that vary by product.
+    """
+    by_unit: dict[str, list[int]] = {}
+    for i, c in enumerate(b.cands):
+        by_unit.setdefault(c.quantity.unit, []).append(i)
+    out = [0.0] * b.n
+    for members in by_unit.values():
+        for i, r in zip(members, _ranks([-b.base[i] for i in members]), strict=True):
+            out[i] = r
+    return out
+
+
 FEATURE_TABLE: tuple[Feature, ...] = tuple(_TABLE)
 """Every feature, in column order (see the module docstring)."""
 
@@ -496,6 +569,12 @@ LAYOUT_FEATURES: tuple[str, ...] = (
     "edge_x", "edge_y", "mid_y", "x_rank", "y_rank", "is_left", "is_right", "is_top", "is_bottom", "cx", "cy",
 )  # fmt: skip
 """Where a value sits and which lines run beside it (used to measure what layout adds)."""
+
+CAPACITY_FEATURES: tuple[str, ...] = ("unit_id", "twin_unit_gap", "group_rows", "group_unit_share", "unit_value_rank")
+"""Catalogue conventions (which unit, which number, per product group) that need many labels to learn."""
+
+CATEGORICAL_FEATURES: tuple[str, ...] = ("entity_id", "unit_id")
+"""Features that are codes, not quantities: the ranker splits them as categories."""
 
 
 def page_candidates(

@@ -148,6 +148,12 @@ class Priors:
         total = sum(counts.get(u, 0) for u in allowed) + len(allowed)
         return math.log((counts.get(unit, 0) + 1) / total)
 
+    def group_units(self, entity: str, group: str | None) -> dict[str, int]:
+        """The training labels' unit counts for ``entity`` in product ``group`` (empty when unknown)."""
+        if group is None:
+            return {}
+        return self.group_unit_counts.get(entity, {}).get(group, {})
+
     def value_logp(self, entity: str, unit: str, value: float) -> float:
         """Smoothed log P(log10-bin of value | entity, unit)."""
         hist = self.value_hist.get(entity, {}).get(unit)

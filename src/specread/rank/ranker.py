@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specread.errors import NotFittedError
-from specread.extract.features import FEATURE_NAMES, to_matrix
+from specread.extract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, to_matrix
 from specread.metrics import Report, Score
 from specread.rank.rules import RuleScorer
 from specread.rank.shards import Shard, ShardSet, ShardSplit, grouped_split
@@ -359,7 +359,7 @@ class CandidateRanker:
             label=y,
             init_score=init,
             feature_name=list(DESIGN_NAMES),
-            categorical_feature=["entity_id"],
+            categorical_feature=list(CATEGORICAL_FEATURES),
             reference=reference,
         )
 

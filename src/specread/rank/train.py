@@ -22,13 +22,58 @@ from pathlib import Path
 import numpy as np
 
 from specread.extract.candidates import find_mentions
+from specread.extract.features import CAPACITY_FEATURES
 from specread.extract.priors import Priors
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Scorer, Selector
 from specread.rank.shards import linked_components, row_examples
 from specread.types import LabelledRow, OcrPage
 
-__all__ = ["LabelledRow", "build_examples", "fit_ranker", "grouped_folds", "load_labelled_rows"]
+__all__ = [
+    "CAPACITIES",
+    "CAPACITY_MIN_IMAGES",
+    "LabelledRow",
+    "build_examples",
+    "capacity_params",
+    "fit_ranker",
+    "grouped_folds",
+    "load_labelled_rows",
+]
+
+CAPACITY_MIN_IMAGES = 5_000
+"""Training images from which the ranker learns the capacity features with larger trees.
+
+``benchmarks/learning_curve.py`` on real-dev (grouped CV, 85 to 853 training images): the
+capacity features with 15-leaf trees score like today's settings at 853 images (test-weighted
+F1 0.764 against 0.770, sd ~0.006) but gain more per doubling (+1.28 points against +1.06);
+the fitted curves cross near 2,400 images. Twice that, so a small set keeps the settings it
+was measured with; the crossing is an extrapolation, weak evidence (see the README).
+"""
+
+LARGE_SET_PARAMS: dict[str, object] = {"num_leaves": 15, "min_child_samples": 40}
+"""Tree settings for a training set of :data:`CAPACITY_MIN_IMAGES` images or more."""
+
+
+CAPACITIES = ("auto", "small", "large")
+"""``specread train --capacity``: by the number of training images, or either size forced."""
+
+
+def capacity_params(n_images: int, capacity: str = "auto") -> dict[str, object]:
+    """The ranker settings a training set of ``n_images`` labelled images supports.
+
+    Below :data:`CAPACITY_MIN_IMAGES` the capacity features
+    (:data:`~specread.extract.features.CAPACITY_FEATURES`) are ignored and the trees stay
+    small (7 leaves); from it they are learned, with :data:`LARGE_SET_PARAMS`.
+    ``capacity`` ``"small"`` or ``"large"`` forces one of the two whatever the size.
+
+    Raises:
+        ValueError: an unknown ``capacity``.
+    """
+    if capacity not in CAPACITIES:
+        raise ValueError(f"unknown capacity {capacity!r}; choose one of: {', '.join(CAPACITIES)}")
+    if capacity == "small" or (capacity == "auto" and n_images < CAPACITY_MIN_IMAGES):
+        return {"ignore_features": CAPACITY_FEATURES}
+    return {"ignore_features": (), **LARGE_SET_PARAMS}
 
 
 def load_labelled_rows(
@@ -111,11 +156,14 @@ def fit_ranker(
     from it: its trees stay and ``n_estimators`` new ones adapt them to ``rows``
     (a few hundred of a user's own labels are enough to move it). The base's
     ``rule_weight`` and ``ignore_features`` are kept; the other hyperparameters
-    are this call's.
+    are this call's. Without a base, the settings not given in ``params`` are those the
+    number of training images supports (:func:`capacity_params`).
     """
     X, y, q = build_examples(rows, priors)
     if base is not None:
         params = {"rule_weight": base.rule_weight, "ignore_features": base.ignore_features, **params}
+    else:
+        params = {**capacity_params(len({r.key for r in rows})), **params}
     return CandidateRanker(seed=seed, **params).fit(X, y, q, base=base)  # type: ignore[arg-type]
 
 
