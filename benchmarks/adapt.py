@@ -51,14 +51,20 @@ def split_parts(rows: Sequence, seed: int) -> tuple[list, list, list]:
     return tuple([r for r, f in zip(rows, folds, strict=True) if f in part] for part in ({0, 1}, {2}, {3}))  # type: ignore[return-value]
 
 
-def evaluate(scorer: object, rows: Sequence, priors: object) -> dict:
-    """F1, test-weighted F1 and per-entity F1 of ``scorer`` on ``rows``."""
+def predict_rows(scorer: object, rows: Sequence, priors: object) -> tuple[dict[str, str], dict[str, float]]:
+    """``scorer``'s answer and its confidence for every row, keyed by the row's position (``"0"``, ``"1"``...)."""
     from specread.rank.select import Selector
 
     selector = Selector(scorer, priors)  # type: ignore[arg-type]
-    preds = {}
+    preds, confidences = {}, {}
     for i, r in enumerate(rows):
-        preds[str(i)] = selector.select(r.page, [r.entity], r.group_id or None).predictions[r.entity].text
+        best = selector.select(r.page, [r.entity], r.group_id or None).predictions[r.entity]
+        preds[str(i)], confidences[str(i)] = best.text, best.confidence
+    return preds, confidences
+
+
+def score_predictions(preds: dict[str, str], rows: Sequence) -> dict:
+    """F1, test-weighted F1 and per-entity F1 of answers keyed as :func:`predict_rows` keys them."""
     rep = score_rows(
         preds, {str(i): r.gold for i, r in enumerate(rows)}, {str(i): r.entity for i, r in enumerate(rows)}
     )
@@ -68,6 +74,11 @@ def evaluate(scorer: object, rows: Sequence, priors: object) -> dict:
         "weighted_f1": out["weighted_f1"],
         "per_entity_f1": {e: s["f1"] for e, s in out["per_entity"].items()},
     }
+
+
+def evaluate(scorer: object, rows: Sequence, priors: object) -> dict:
+    """F1, test-weighted F1 and per-entity F1 of ``scorer`` on ``rows``."""
+    return score_predictions(predict_rows(scorer, rows, priors)[0], rows)
 
 
 def _job(job: tuple[int, int]) -> dict:
@@ -107,7 +118,10 @@ def _summary(scores: list[dict]) -> dict:
     return {
         "f1": _mean_sd([s["f1"] for s in scores]),
         "weighted_f1": _mean_sd([s["weighted_f1"] for s in scores]),
-        "per_entity_f1": {e: _mean_sd([s["per_entity_f1"][e] for s in scores]) for e in scores[0]["per_entity_f1"]},
+        "per_entity_f1": {  # over the runs whose part holds the entity (a small part can lack a rare one)
+            e: _mean_sd([s["per_entity_f1"][e] for s in scores if e in s["per_entity_f1"]])
+            for e in sorted({e for s in scores for e in s["per_entity_f1"]})
+        },
     }
 
 
@@ -206,13 +220,20 @@ def plot(result: dict, path: Path) -> None:
     ax2.axhline(gap, color="C3", ls="--", label="rules")
     ax.set(xscale="log", xlabel="labelled rows k from B", ylabel="test-weighted F1 on C (sd)", title="Adaptation")
     ax2.set(xscale="log", xlabel="labelled rows k from B", ylabel="paired Δ vs base (± s.e.)", title="Gain over base")
-    for axis in (ax, ax2):
+    save_k_plot(fig, (ax, ax2), ks, path)
+
+
+def save_k_plot(fig: object, axes: Sequence, ks: Sequence[int], path: Path) -> None:
+    """Label every panel's x axis with the k values alone, add the legends, and write the figure to ``path``."""
+    import matplotlib.pyplot as plt
+
+    for axis in axes:
         axis.minorticks_off()
         axis.set_xticks(ks, [str(k) for k in ks])
         axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.tight_layout()  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=120)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from specread.cli import data, predict, serve, train, vlm
+from specread.cli import data, predict, review, serve, train, vlm
 from specread.cli.errors import cli_errors
 
 __all__ = ["app", "main"]
@@ -35,6 +35,7 @@ for _command in (
     train.train,
     data.example,
     serve.serve,
+    review.review,
     data.download,
     data.clean,
     data.eda,

@@ -58,7 +58,7 @@ from specread.service.routes import add_error_handlers, add_routes
 from specread.settings import ServiceSettings
 from specread.version import __version__
 
-__all__ = ["create_app", "serve", "uvicorn_options"]
+__all__ = ["create_app", "guarded_app", "serve", "uvicorn_options"]
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -82,18 +82,26 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(pool.close)
 
+    description = "Read product specifications (weight, volume, voltage, wattage, dimensions) off product images."
+    app = guarded_app(settings, description, lifespan)
+    app.state.pool = pool
+    add_routes(app, settings, pool)
+    return app
+
+
+def guarded_app(settings: ServiceSettings, description: str, lifespan: Any = None) -> FastAPI:
+    """The app every specread server starts from: API docs served locally, the guard middleware, JSON errors.
+
+    :func:`create_app` adds the read API to it, :func:`specread.service.review.create_review_app` the review.
+    """
     app = FastAPIOffline(
         title="specread",
         version=__version__,
-        description=(
-            "Read product specifications (weight, volume, voltage, wattage, dimensions) off product images. "
-            'Every error answers `{"error": {"code", "message"}}`.'
-        ),
+        description=f'{description} Every error answers `{{"error": {{"code", "message"}}}}`.',
         lifespan=lifespan,
         static_url="/static-docs",
     )
     app.state.settings = settings
-    app.state.pool = pool
     app.add_middleware(
         GuardMiddleware,
         max_body=settings.max_upload_bytes + FORM_SLACK,
@@ -102,7 +110,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         body_idle_timeout=settings.body_idle_timeout,
     )
     add_error_handlers(app)
-    add_routes(app, settings, pool)
     return app
 
 
@@ -126,8 +133,18 @@ def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-def serve(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the service with uvicorn until interrupted (what ``specread serve`` calls)."""
+def serve(
+    settings: ServiceSettings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    app: FastAPI | None = None,
+) -> None:
+    """Run the service (or another app built on :func:`guarded_app`, such as the review) with uvicorn until interrupted.
+
+    What ``specread serve`` and ``specread review`` call.
+    """
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **uvicorn_options(settings))
+    app = app or create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options(settings))

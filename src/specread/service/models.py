@@ -11,9 +11,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from specread.review.store import DECISIONS
 from specread.units.registry import get_registry
 
 __all__ = [
+    "DecisionName",
+    "DecisionRequest",
     "EntitiesResponse",
     "EntityInfo",
     "EntityName",
@@ -28,6 +31,9 @@ __all__ = [
 
 EntityName = StrEnum("EntityName", {name: name for name in get_registry().entities})  # type: ignore[misc]
 """The entity names the unit registry knows (so the OpenAPI schema lists them)."""
+
+DecisionName = StrEnum("DecisionName", {name: name for name in DECISIONS})  # type: ignore[misc]
+"""What a reviewer can decide (:data:`specread.review.store.DECISIONS`)."""
 
 
 class TokenOut(BaseModel):
@@ -84,3 +90,13 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class DecisionRequest(BaseModel):
+    """A reviewer's decision on one row (``specread review``)."""
+
+    decision: DecisionName = Field(
+        description="accept the answer, pick a candidate, type a value, or say it is not on the image."
+    )
+    candidate: int | None = Field(default=None, ge=1, le=999, description="pick: the choice's number (1 = first).")
+    value: str | None = Field(default=None, max_length=100, description="typed: a number and a unit, e.g. '12.5 cm'.")
