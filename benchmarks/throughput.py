@@ -3,15 +3,19 @@
 Prints one JSON document: for every (preset, engine) pair, images per second
 (wall clock and per CPU second), raw and test-weighted F1, peak and final RSS
 per worker, and a projection of the time the official test set's ~91k unique
-images would take.
+images would take; for every preset, where one worker's CPU time goes (decode,
+detect, classify, recognise, the rest of OCR, select: ``--profile`` images read
+in one process with each model timed); and the machine (CPU model, the features
+that decide OCR speed: AMX, AVX512-BF16, VNNI; the cores this process may use).
 
 Each pair runs in its own child process, so CPU time and peak RSS of its
 workers (``getrusage(RUSAGE_CHILDREN)`` once the pool has been reaped) belong
 to that pair only. The OCR cache is off: every image is really read.
 
 Usage:
-    python benchmarks/throughput.py --sample 144 --seed 4 --presets accurate,fast --engines local
+    python benchmarks/throughput.py --sample 144 --seed 4 --presets fast,accurate --engines local
     python benchmarks/throughput.py                       # every image of real-dev (run on a quiet machine)
+    python benchmarks/throughput.py --presets fast,int8 --profile 60 --profile-only   # where the time goes
 
 On a shared machine compare ``cpu_s_per_image``: wall time depends on what
 else is running, CPU time much less.
@@ -33,7 +37,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["choose_default", "main"]
 
 DEFAULT_DATA = Path("/work/shared/data/real-dev")
 TEST_UNIQUE_IMAGES = 91_000
@@ -126,7 +130,7 @@ def _run_one(args: argparse.Namespace) -> dict:
     from specread.ocr.engine import RapidOcrEngine
     from specread.settings import ReaderConfig, preset
 
-    config = ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None)
+    config = ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None, retry_side=args.retry_side)
     folder = Path(args.work)
     input_csv, gold_csv = folder / "input.csv", folder / "gold.csv"
     out = folder / f"out-{args.preset}-{args.engine}.csv"
@@ -206,6 +210,7 @@ def _run_one(args: argparse.Namespace) -> dict:
         "engine": args.engine,
         "fingerprint": engine.fingerprint(),
         "workers": args.workers,
+        "retry_side": args.retry_side,
         "images": stats.images,
         "rows": stats.rows,
         "failed_images": stats.failed_images,
@@ -233,6 +238,101 @@ def _run_one(args: argparse.Namespace) -> dict:
     return result
 
 
+def _profile_one(args: argparse.Namespace) -> dict:
+    """CPU seconds per image of each stage, one reader in this process, the first ``args.profile`` images.
+
+    The first image is read once before timing (first-call set-up of the runtimes), then each image:
+    decode (:func:`~specread.io.images.load_image`), the engine call (the models timed one by one by
+    :class:`~specread.ocr.engine.StageClock`; ``ocr_other`` is the rest: pre/post-processing, layout),
+    and selection (:meth:`~specread.pipeline.SpecReader.read_page`, the first pass only).
+    """
+    from specread.errors import ImageLoadError
+    from specread.io.images import load_image
+    from specread.ocr.engine import StageClock
+    from specread.pipeline import build_ocr_reader
+    from specread.settings import ReaderConfig, preset
+
+    with open(Path(args.work) / "input.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    by_link: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_link[r["image_link"]].append(r)
+    reader = build_ocr_reader(ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None))
+    engine = reader.engine
+    clock = StageClock.attach(engine)  # type: ignore[arg-type]
+    totals: dict[str, float] = defaultdict(float)
+    done = 0
+    for i, (link, image_rows) in enumerate(list(by_link.items())[: args.profile + 1]):
+        path = Path(args.images) / link.rsplit("/", 1)[-1]
+        entities = sorted({r["entity_name"] for r in image_rows})
+        start = time.process_time()
+        try:
+            image, _ = load_image(path, max_side=engine.max_side)  # type: ignore[union-attr]
+        except ImageLoadError:
+            continue
+        decoded = time.process_time()
+        models = sum(clock.seconds.values())
+        page = engine(image)  # type: ignore[misc]
+        read = time.process_time()
+        reader.read_page(page, entities, image_rows[0]["group_id"])
+        selected = time.process_time()
+        if i == 0:  # warm-up
+            clock.reset()
+            continue
+        done += 1
+        totals["decode"] += decoded - start
+        totals["ocr_other"] += (read - decoded) - (sum(clock.seconds.values()) - models)
+        totals["select"] += selected - read
+    totals["detect"], totals["classify"], totals["recognise"] = (clock.seconds[s] for s in ("Det", "Cls", "Rec"))
+    total = sum(totals.values())
+    order = ("decode", "detect", "classify", "recognise", "ocr_other", "select")
+    return {
+        "preset": args.preset,
+        "images": done,
+        "cpu_s_per_image": round(total / max(1, done), 4),
+        "stage_cpu_s_per_image": {k: round(totals[k] / max(1, done), 4) for k in order},
+        "stage_share": {k: round(totals[k] / total, 3) if total else None for k in order},
+    }
+
+
+def choose_default(
+    candidates: list[dict], tolerance: float = 0.005, min_images_per_s: float = 5.0, cores: int = 2
+) -> dict:
+    """The default reading settings from measured candidates (the rule of issue 13).
+
+    Each candidate: ``preset``, ``retry_side`` (0: no second pass), ``cpu_s_per_image`` (one worker)
+    and ``weighted_f1`` (cross-validated, test-weighted). The preset is the fastest first pass
+    within ``tolerance`` of the best first pass's test-weighted F1; the second pass is on when that
+    preset with it still reads ``min_images_per_s`` on ``cores`` cores (CPU-bound: cores / CPU s)
+    and scores at least as well without it.
+
+    Raises:
+        ValueError: no candidate without a second pass.
+    """
+    first = [c for c in candidates if not c.get("retry_side")]
+    if not first:
+        raise ValueError("choose_default needs candidates without a second pass (retry_side 0)")
+    best = max(c["weighted_f1"] for c in first)
+    near = [c for c in first if c["weighted_f1"] >= best - tolerance - 1e-12]
+    chosen = min(near, key=lambda c: (c["cpu_s_per_image"], -c["weighted_f1"]))
+    retry = [
+        c
+        for c in candidates
+        if c["preset"] == chosen["preset"]
+        and c.get("retry_side")
+        and cores / c["cpu_s_per_image"] >= min_images_per_s
+        and c["weighted_f1"] >= chosen["weighted_f1"]
+    ]
+    second = max(retry, key=lambda c: c["weighted_f1"]) if retry else None
+    return {
+        "preset": chosen["preset"],
+        "retry_side": second["retry_side"] if second else 0,
+        "weighted_f1": (second or chosen)["weighted_f1"],
+        "cpu_s_per_image": (second or chosen)["cpu_s_per_image"],
+        "best_first_pass_weighted_f1": best,
+    }
+
+
 def _projection(run: dict, cores: int) -> dict:
     rate_wall = run["images_per_s"]
     rate_cpu = cores / run["cpu_s_per_image"] if run["cpu_s_per_image"] else None
@@ -250,12 +350,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="the first N images")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--uniform", action="store_true", help="sample images uniformly, not per entity")
-    parser.add_argument("--presets", default="accurate,fast")
+    parser.add_argument("--presets", default="fast,accurate,int8")
     parser.add_argument("--engines", default="local", help="local and/or ray, comma-separated")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: the usable cores)")
     parser.add_argument("--scorer", default="rules")
+    parser.add_argument("--retry-side", type=int, default=0, help="second OCR pass at this detector side (0: off)")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
+    parser.add_argument("--profile", type=int, default=40, help="images read in one process per preset (0: none)")
+    parser.add_argument("--profile-only", action="store_true", help="only the stage profile, no timed runs")
     parser.add_argument("--one", nargs=2, metavar=("PRESET", "ENGINE"), help=argparse.SUPPRESS)
+    parser.add_argument("--profile-one", metavar="PRESET", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--images", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -264,24 +368,41 @@ def main(argv: list[str] | None = None) -> int:
         args.preset, args.engine = args.one
         print(json.dumps(_run_one(args)))
         return 0
+    if args.profile_one:
+        args.preset = args.profile_one
+        print(json.dumps(_profile_one(args)))
+        return 0
+
+    from specread.hardware import cpu_info, usable_cpus
 
     rows = _select_images(args.data / "labels.csv", args.sample, args.limit, args.seed, not args.uniform)
-    cores = os.cpu_count() or 1
-    runs = []
+    cores = usable_cpus()
+    args.workers = args.workers or cores
+    presets = args.presets.split(",")
+    runs: list[dict] = []
+    profiles: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="specread-bench-") as tmp:
         _write_inputs(rows, Path(tmp))
-        for engine in args.engines.split(","):
-            for preset in args.presets.split(","):
-                cmd = [sys.executable, __file__, "--one", preset, engine, "--work", tmp]
-                cmd += ["--images", str(args.data / "images"), "--workers", str(args.workers), "--scorer", args.scorer]
-                done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-                if done.returncode != 0:
-                    print(done.stderr, file=sys.stderr)
-                    return done.returncode
-                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-                print(json.dumps(runs[-1]), file=sys.stderr)
-    base = next((r for r in runs if r["preset"] == "accurate" and r["engine"] == "local"), runs[0])
-    for r in runs:
+        common = ["--work", tmp, "--images", str(args.data / "images"), "--scorer", args.scorer]
+        jobs = [(profiles, ["--profile-one", p, "--profile", str(args.profile)]) for p in presets if args.profile]
+        for engine in [] if args.profile_only else args.engines.split(","):
+            for preset in presets:
+                sizes = ["--workers", str(args.workers), "--retry-side", str(args.retry_side)]
+                jobs.append((runs, ["--one", preset, engine, *sizes]))
+        for into, options in jobs:
+            done = subprocess.run(
+                [sys.executable, __file__, *options, *common],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+            if done.returncode != 0:
+                print(done.stderr, file=sys.stderr)
+                return done.returncode
+            into.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(into[-1]), file=sys.stderr)
+    base = next((r for r in runs if r["preset"] == "accurate" and r["engine"] == "local"), runs[0] if runs else None)
+    for r in runs if base else ():
         r["weighted_f1_delta_vs_accurate"] = round(r["weighted_f1"] - base["weighted_f1"], 4)
         r["f1_delta_vs_accurate"] = round(r["f1"] - base["f1"], 4)
         r["projection_91k_unique_images"] = _projection(r, cores)
@@ -293,9 +414,11 @@ def main(argv: list[str] | None = None) -> int:
         "limit": args.limit,
         "seed": args.seed,
         "stratified": not args.uniform and args.sample is not None,
+        "cpu": cpu_info().to_dict(),
         "cpu_count": cores,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "runs": runs,
+        "stage_profile": profiles,
     }
     text = json.dumps(doc, indent=2)
     print(text)

@@ -100,6 +100,12 @@ class FakeEngine:
         arr = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
         self._pages[_pixels_key(arr)] = make_page(lines, width=arr.shape[1], height=arr.shape[0])
 
+    def at_det_side(self, side: int) -> FakeEngine:
+        """The engine of the second pass (``retry_side``): the same text, its own fingerprint and call count."""
+        finer = FakeEngine(f"{self.name}-det{side}", self.version)
+        finer._pages = self._pages
+        return finer
+
     def __call__(self, image: np.ndarray) -> OcrPage:
         self.calls += 1
         page = self._pages.get(_pixels_key(image))
@@ -242,6 +248,15 @@ def cli() -> CliInvoke:
         return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
 
     return invoke
+
+
+@pytest.fixture(autouse=True)
+def _one_worker_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI commands run one worker unless a test passes --workers: fake engines live in this process.
+
+    (``--workers`` defaults to the cores this process may use; ``$SPECREAD_WORKERS`` overrides it.)
+    """
+    monkeypatch.setenv("SPECREAD_WORKERS", "1")
 
 
 @pytest.fixture(autouse=True)

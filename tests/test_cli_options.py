@@ -60,7 +60,7 @@ def test_read_cache_dir_and_defaults(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--preset", "turbo"], "unknown preset 'turbo'; choose one of: accurate, fast"),
+        (["--preset", "turbo"], "unknown preset 'turbo'; choose one of: fast, accurate, int8"),
         (["--retry-side", "500"], "above the first pass's (960)"),
         (["--scorer", "magic"], "unknown scorer 'magic'"),
         (["--reader", "hybrid"], "--reader hybrid needs --vlm-model"),

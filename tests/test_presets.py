@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from specread.ocr import engine as engine_module
-from specread.ocr.engine import RapidOcrEngine, _keep_output_classes, _RecBatches, latin_classes
+from specread.ocr.engine import (
+    RapidOcrEngine,
+    _det_preprocess_class,
+    _keep_output_classes,
+    _RecBatches,
+    latin_classes,
+)
 from specread.readers import build_reader
 from specread.settings import PRESETS, ReaderConfig, preset
 from specread.synth import LabelSpec, render_label
@@ -141,6 +147,26 @@ def test_speed_only_options_keep_the_fingerprint() -> None:
 def test_invalid_options_are_refused(options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RapidOcrEngine(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(700, 500, 3), (961, 40, 3), (64, 64, 3), (33, 2000, 3)])
+@pytest.mark.parametrize(
+    "norm", [(None, None), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])], ids=["half", "imagenet"]
+)
+def test_detector_preprocessing_table_gives_rapidocr_bits(
+    shape: tuple[int, int, int], norm: tuple[list[float] | None, list[float] | None]
+) -> None:
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    theirs = DetPreProcess(960, "max", *norm)(image)
+    ours = _det_preprocess_class()(960, "max", *norm)(image)
+
+    if theirs is None:
+        assert ours is None
+    else:
+        assert ours.dtype == theirs.dtype == np.float32
+        np.testing.assert_array_equal(ours, theirs)
 
 
 class _RecordingSession:

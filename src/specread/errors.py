@@ -10,6 +10,7 @@ __all__ = [
     "AnswerFormatError",
     "ApiError",
     "BadUrlError",
+    "DeviceUnavailableError",
     "FetchError",
     "FetchFailedError",
     "FetchTimeoutError",
@@ -22,8 +23,11 @@ __all__ = [
     "MissingImagesError",
     "ModelMismatchError",
     "NotFittedError",
+    "PathNotAllowedError",
+    "ReviewValueError",
     "SpecreadError",
     "UnknownEntityError",
+    "UnknownRowError",
     "UnknownUnitError",
     "UrlNotAllowedError",
 ]
@@ -50,6 +54,23 @@ class UnknownUnitError(SpecreadError, KeyError):
 
     def __str__(self) -> str:
         return f"unknown unit {self.unit!r}"
+
+
+class DeviceUnavailableError(SpecreadError, RuntimeError):
+    """An OCR device was asked for (``--device cuda``) that this installation cannot use."""
+
+    def __init__(self, device: str, providers: tuple[str, ...]) -> None:
+        super().__init__(device, providers)  # every field in args: the error pickles across processes
+        self.device = device
+        self.providers = providers
+
+    def __str__(self) -> str:
+        offered = ", ".join(self.providers) or "nothing"
+        return (
+            f"OCR device {self.device!r} is not available: onnxruntime offers {offered}; "
+            "install the GPU extra (pip install 'specread[gpu]', onnxruntime-gpu with a CUDA driver) "
+            "or use --device auto or cpu"
+        )
 
 
 class InputFormatError(SpecreadError, ValueError):
@@ -148,6 +169,42 @@ class ModelMismatchError(SpecreadError, ValueError):
 class NotFittedError(SpecreadError, AttributeError):
     def __str__(self) -> str:
         return "this ranker is not fitted yet: call fit() or load a trained model first"
+
+
+class UnknownRowError(SpecreadError, KeyError):
+    """A row index that the review queue does not hold (a ``KeyError``, as a lookup by index raises)."""
+
+    def __init__(self, index: str) -> None:
+        super().__init__(index)
+        self.index = index
+
+    def __str__(self) -> str:
+        return f"no row with index {self.index!r} in the review queue"
+
+
+class PathNotAllowedError(SpecreadError, PermissionError):
+    """A file name that would reach outside the folder it must stay in (``..``, an absolute path, a link out)."""
+
+    def __init__(self, name: str, folder: str) -> None:
+        super().__init__(name, folder)
+        self.name = name
+        self.folder = folder
+
+    def __str__(self) -> str:
+        return f"{self.name!r} is not a file inside {self.folder}"
+
+
+class ReviewValueError(SpecreadError, ValueError):
+    """A reviewer's typed answer that cannot be this row's label: no number, no unit, or a unit the entity refuses."""
+
+    def __init__(self, text: str, entity: str, reason: str) -> None:
+        super().__init__(text, entity, reason)
+        self.text = text
+        self.entity = entity
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.text!r} cannot answer {self.entity}: {self.reason}"
 
 
 # -- the HTTP service --------------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class OcrSettings:
         rec_max_columns: cap on lines x padded width per recogniser call (0: none).
         charset: ``"all"`` or ``"latin"`` (OpenVINO only).
         kernel_cache: compiled input shapes OpenVINO keeps.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:mod:`specread.ocr.devices`).
     """
 
     engine: str = _OCR["engine"]
@@ -83,6 +84,7 @@ class OcrSettings:
     rec_max_columns: int = _OCR["rec_max_columns"]
     charset: str = _OCR["charset"]
     kernel_cache: int = _OCR["kernel_cache"]
+    device: str = _OCR["device"]
 
     def engine_options(self) -> dict[str, Any]:
         """The engine's keyword arguments (everything but its name)."""

@@ -32,7 +32,7 @@ from specread.io.dataset import (
     read_rows,
     rows_digest,
 )
-from specread.pipeline import reader_model
+from specread.pipeline import PageSource, build_pages, reader_model
 from specread.readers import Reader, build_reader
 from specread.settings import ReaderConfig
 from specread.types import ReadResult
@@ -49,6 +49,7 @@ __all__ = [
     "predict_csv",
     "read_image_rows",
     "read_images_batch",
+    "run_summary",
     "warm_cache",
 ]
 
@@ -227,6 +228,31 @@ def _work(path: Path | None, rows: Sequence[Row]) -> ImageResult:
     return read_image_rows(_READER, path, rows)
 
 
+def run_summary(config: ReaderConfig, workers: int) -> str:
+    """One line saying how a run will read: OCR settings, workers, device, and the CPU's speed features.
+
+    Speed depends on the machine more than on any option (INT8 and bfloat16 run natively only with
+    VNNI, AVX512-BF16 or AMX), so a run states what it found before it starts.
+    """
+    from specread.hardware import cpu_info
+    from specread.ocr.devices import resolve_device
+
+    ocr = config.ocr
+    cpu = cpu_info()
+    try:
+        device = resolve_device(ocr.device)
+    except (ValueError, RuntimeError) as exc:  # reported where the engine is built; the summary stays a summary
+        device = f"unavailable ({exc.__class__.__name__})"
+    features = ", ".join(cpu.features) or "none detected"
+    amx = "AMX" if "amx_tile" in cpu.features else "no AMX"
+    who = f"{workers} worker(s)" if workers else "Ray actors"
+    return (
+        f"OCR {ocr.backend}/{ocr.precision}/{ocr.charset}, detector side {ocr.det_side}, "
+        f"angle classifier {'on' if ocr.use_cls else 'off'}, second pass {config.retry_side or 'off'}, "
+        f"device {device}, {who}; CPU {cpu.model or 'unknown'} ({amx}; {features})"
+    )
+
+
 def predict_csv(
     input_csv: str | Path,
     images_dir: str | Path,
@@ -239,6 +265,7 @@ def predict_csv(
     *,
     overwrite: bool = False,
     allow_missing: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> RunStats:
     """Predict every row of ``input_csv`` into ``output_csv`` (resumable).
 
@@ -254,6 +281,8 @@ def predict_csv(
         reader: an already built reader for in-process runs (``workers == 1``).
         overwrite: discard an existing output (and its job record and failures) first.
         allow_missing: go on when most images are missing (their rows get the fallback answer).
+        announce: called with :func:`run_summary` once the run is checked and opened, before any
+            image is read (the CLI prints it; it is also logged at INFO).
 
     Returns:
         Counts of rows, images, resumed rows and failed images (by kind; each is listed in
@@ -268,6 +297,10 @@ def predict_csv(
         log.warning("--reader %s runs in one process (the VLM holds the GPU): ignoring --workers", config.reader)
         workers = 1
     with open_run(input_csv, images_dir, output_csv, config, with_confidence, overwrite, allow_missing) as run:
+        summary = run_summary(config, workers)
+        log.info("%s", summary)
+        if announce:
+            announce(summary)
         groups, total, done = run.groups, len(run.groups), 0
         if workers <= 1:
             local = reader or build_reader(config)
@@ -423,18 +456,27 @@ def _outcome(fut: Future, job: Job, alone: bool) -> ImageResult | None:
         return _failed(None, job[1], exc)
 
 
-def ocr_into_cache(reader: Reader, path: Path) -> str:
-    """OCR one image into the reader's cache; the warning for an image that cannot be read, else ""."""
+def ocr_into_cache(pages: Callable[[Path], object], path: Path) -> str:
+    """OCR one image into the cache behind ``pages``; the warning for an image that cannot be read, else ""."""
     try:
-        reader.ocr(path)  # type: ignore[attr-defined]
+        pages(path)
     except Exception as exc:  # an image that cannot be read is reported, never fatal
         return str(exc) if isinstance(exc, OSError) else f"{path}: {type(exc).__name__}: {exc}"
     return ""
 
 
+_PAGES: PageSource | None = None
+
+
+def _init_page_worker(config: ReaderConfig) -> None:
+    global _PAGES
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _PAGES = build_pages(config)[0]
+
+
 def _ocr_only(path: Path) -> str:
-    assert _READER is not None, "worker not initialised"
-    return ocr_into_cache(_READER, path)
+    assert _PAGES is not None, "worker not initialised"
+    return ocr_into_cache(_PAGES, path)
 
 
 def warm_cache(
@@ -452,7 +494,7 @@ def warm_cache(
         raise ValueError("warming the cache needs a cache_dir")
     warnings: list[str] = []
     unique = list(dict.fromkeys(paths))
-    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=_init_worker, initargs=(config,)) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=_init_page_worker, initargs=(config,)) as pool:
         for done, warning in enumerate(pool.map(_ocr_only, unique, chunksize=4), start=1):
             if warning:
                 warnings.append(warning)

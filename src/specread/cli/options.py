@@ -9,6 +9,7 @@ come from the settings tree, so ``settings.toml`` changes them everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
+from specread.hardware import default_workers
+from specread.ocr.devices import DEVICES
 from specread.rank.model import MODEL_ENV
 from specread.settings import PRESETS, ReaderConfig, VlmSettings
 from specread.settings import preset as ocr_preset
@@ -24,8 +27,11 @@ __all__ = [
     "DEFAULT_PRESET",
     "DEFAULT_READER",
     "DEFAULT_VLM",
+    "DEFAULT_WORKERS",
     "RUNNERS",
+    "WORKERS_ENV",
     "CacheDirOpt",
+    "DeviceOpt",
     "ImagesOpt",
     "JsonOpt",
     "ModelOpt",
@@ -49,13 +55,26 @@ __all__ = [
 DEFAULT_READER = ReaderConfig()
 DEFAULT_VLM = DEFAULT_READER.vlm
 DEFAULT_PRESET = PRESETS[0]
+DEFAULT_WORKERS = default_workers()
+"""One worker process per core this process may use (affinity, cgroup quota), fewer if memory is short."""
 RUNNERS = ("local", "ray")
 """Where ``predict`` runs: a local process pool, or Ray."""
 
 ImagesOpt = Annotated[
     Path, typer.Option("--images", help="Folder of the images, named by the file name of image_link.")
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes reading images.")]
+WORKERS_ENV = "SPECREAD_WORKERS"
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        envvar=WORKERS_ENV,
+        show_envvar=True,
+        help="Worker processes reading images (default: the cores this process may use, fewer if memory is short).",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (the same seed gives the same result).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
@@ -69,6 +88,12 @@ RetrySideOpt = Annotated[
         "--retry-side",
         min=0,
         help="OCR an image again with the detector at this side when an entity finds no value (0: off).",
+    ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device", help=f"Where OCR runs: {', '.join(DEVICES)} (auto: CUDA when onnxruntime-gpu has it, else CPU)."
     ),
 ]
 CacheDirOpt = Annotated[
@@ -111,6 +136,7 @@ def check_choice(name: str, value: str, valid: Collection[str]) -> None:
 def reader_config(
     *,
     preset: str = DEFAULT_PRESET,
+    device: str = DEFAULT_READER.ocr.device,
     retry_side: int = DEFAULT_READER.retry_side,
     cache_dir: str | None = None,
     no_cache: bool = False,
@@ -131,10 +157,12 @@ def reader_config(
     ``--model`` or ``$SPECREAD_MODEL``): one trained on pages read otherwise is refused here.
 
     Raises:
-        ValueError: an unknown scorer, preset or reader, a VLM reader without ``vlm_model``, or
+        ValueError: an unknown scorer, preset, device or reader, a VLM reader without ``vlm_model``, or
             settings the tree refuses (``retry_side`` out of range...): a usage error, exit 2.
         ModelMismatchError: a model folder that is missing, garbled or trained otherwise (exit 2).
+        DeviceUnavailableError: ``device="cuda"`` without onnxruntime's CUDA provider (exit 2).
     """
+    from specread.ocr.devices import resolve_device
     from specread.pipeline import SCORERS, reader_model
     from specread.readers import available_readers
 
@@ -145,7 +173,7 @@ def reader_config(
     config = ReaderConfig(
         reader=reader,
         scorer=scorer,
-        ocr=ocr_preset(preset),
+        ocr=dataclasses.replace(ocr_preset(preset), device=device),
         retry_side=retry_side,
         cache_dir=None if no_cache else (cache_dir or default_cache),
         model=model,
@@ -157,6 +185,7 @@ def reader_config(
         ),
     )
     if reader != "vlm":  # the VLM alone reads no OCR page
+        resolve_device(device)  # --device cuda without a GPU fails here, before any image is read
         reader_model(config)
     return config
 

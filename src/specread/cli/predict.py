@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +17,10 @@ from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
     DEFAULT_VLM,
+    DEFAULT_WORKERS,
     RUNNERS,
     CacheDirOpt,
+    DeviceOpt,
     ImagesOpt,
     JsonOpt,
     ModelOpt,
@@ -46,9 +49,10 @@ def predict(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output CSV (index,prediction); resumed if it exists.")
     ],
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = DEFAULT_WORKERS,
     scorer: ScorerOpt = DEFAULT_READER.scorer,
     preset: PresetOpt = DEFAULT_PRESET,
+    device: DeviceOpt = DEFAULT_READER.ocr.device,
     retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
     model: ModelOpt = DEFAULT_READER.model,
     reader: ReaderOpt = DEFAULT_READER.reader,
@@ -103,7 +107,8 @@ def predict(
         else:
             from specread.batch.local import predict_csv
 
-            stats = predict_csv(input_csv, images, output, config, workers, progress=tick, **run)
+            announce = partial(say, "[dim]settings:[/]")  # once the run is checked, before any image is read
+            stats = predict_csv(input_csv, images, output, config, workers, progress=tick, announce=announce, **run)
     console.print(
         f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
         f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"
@@ -119,6 +124,7 @@ def read(
     group_id: Annotated[str | None, typer.Option("--group-id", help="Product group (sharpens priors).")] = None,
     scorer: ScorerOpt = DEFAULT_READER.scorer,
     preset: PresetOpt = DEFAULT_PRESET,
+    device: DeviceOpt = DEFAULT_READER.ocr.device,
     retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
     model: ModelOpt = DEFAULT_READER.model,
     reader: ReaderOpt = DEFAULT_READER.reader,

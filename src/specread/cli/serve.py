@@ -9,6 +9,7 @@ import typer
 from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
+    DeviceOpt,
     ModelOpt,
     PresetOpt,
     RetrySideOpt,
@@ -69,12 +70,14 @@ def serve(
     ] = ",".join(DEFAULT_SERVICE.forwarded_allow_ips),
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     preset: PresetOpt = DEFAULT_PRESET,
+    device: DeviceOpt = DEFAULT_READER.ocr.device,
     retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
     model: ModelOpt = DEFAULT_READER.model,
 ) -> None:
     """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
     reader = reader_config(
         preset=preset,
+        device=device,
         retry_side=retry_side,
         model=model,
         cache_dir=cache_dir,

@@ -12,6 +12,11 @@ The same bundled ONNX models can run on OpenVINO instead of onnxruntime
 (``backend="openvino"``): on x86 CPUs its convolution kernels make the
 detector about three times cheaper at identical float32 precision, which is
 what the ``fast`` preset builds on (``benchmarks/throughput.py`` measures it).
+``precision="int8"`` swaps in INT8 copies of the detector and recogniser
+(packaged, made by ``scripts/quantize_ocr.py``), which every x86 CPU runs in
+integer arithmetic, natively with VNNI or AMX: no bfloat16 hardware needed.
+``device="cuda"`` (or ``"auto"`` on a machine with onnxruntime's CUDA provider)
+runs the float models on a GPU instead (:mod:`specread.ocr.devices`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from specread.ocr.devices import DEVICES, resolve_device
 from specread.ocr.layout import SEGMENTS_VERSION, detect_segments
 from specread.types import OcrPage, OcrToken
 
@@ -31,16 +37,20 @@ __all__ = [
     "BACKENDS",
     "CHARSETS",
     "ENGINES",
+    "INT8_MODELS",
     "PRECISIONS",
     "OcrEngine",
     "RapidOcrEngine",
+    "StageClock",
     "build_engine",
+    "int8_model",
+    "int8_models_digest",
     "latin_classes",
 ]
 
 BACKENDS = ("onnxruntime", "openvino")
 CHARSETS = ("all", "latin")
-PRECISIONS = ("f32", "bf16")
+PRECISIONS = ("f32", "bf16", "int8")
 
 
 @runtime_checkable
@@ -67,8 +77,12 @@ class RapidOcrEngine:
         use_cls: run the 180-degree orientation classifier.
         min_score: drop lines the recogniser is less sure of.
         backend: ``"onnxruntime"`` or ``"openvino"`` (same models, faster kernels on x86).
-        precision: ``"f32"``, or ``"bf16"`` to let OpenVINO compute in bfloat16 where
-            the CPU supports it natively (AMX/AVX512-BF16); elsewhere it stays f32.
+        precision: ``"f32"``; ``"bf16"`` to let OpenVINO compute in bfloat16 where
+            the CPU supports it natively (AMX/AVX512-BF16), elsewhere it stays f32; or
+            ``"int8"``: the packaged INT8 detector and recogniser (``scripts/quantize_ocr.py``,
+            post-training quantization calibrated on real product photos), which every
+            x86 CPU computes in integers (natively with VNNI or AMX); OpenVINO and
+            ``charset="latin"`` only (the INT8 recogniser carries the Latin classes only).
         rec_batch: text lines per recogniser call.
         rec_width_step: pad each recogniser batch's width up to a multiple of this
             (blank padding, as RapidOCR pads within a batch): fewer distinct input
@@ -85,6 +99,10 @@ class RapidOcrEngine:
         kernel_cache: input shapes whose compiled kernels OpenVINO keeps. Every new
             recogniser width is a new shape, so an unbounded cache grows with the
             run (~10 MB per image measured); results do not depend on it.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`specread.ocr.devices.resolve_device`).
+            On a GPU the float models run on onnxruntime's CUDA provider and the
+            CPU-only options (``backend``, ``precision``, ``charset``, ``kernel_cache``)
+            do not apply; the page settings (detector side...) do.
 
     Raises:
         ValueError: an option outside its valid range or list.
@@ -106,6 +124,7 @@ class RapidOcrEngine:
         rec_max_columns: int = 0,
         charset: str = "all",
         kernel_cache: int = 64,
+        device: str = "auto",
     ) -> None:
         if det_side < 32 or max_side < det_side:
             raise ValueError("det_side must be >= 32 and max_side >= det_side")
@@ -117,12 +136,16 @@ class RapidOcrEngine:
             raise ValueError("precision other than f32 needs backend='openvino'")
         if charset not in CHARSETS:
             raise ValueError(f"unknown charset {charset!r}; choose one of: {', '.join(CHARSETS)}")
+        if precision == "int8" and charset != "latin":
+            raise ValueError("precision='int8' needs charset='latin' (the INT8 recogniser has the Latin classes only)")
         if charset != "all" and backend != "openvino":
             raise ValueError("charset other than 'all' needs backend='openvino'")
         if rec_batch < 1 or rec_width_step < 1:
             raise ValueError("rec_batch and rec_width_step must be >= 1")
         if rec_max_columns < 0 or kernel_cache < 0:
             raise ValueError("rec_max_columns and kernel_cache must be >= 0")
+        if device not in DEVICES:
+            raise ValueError(f"unknown OCR device {device!r}; choose one of: {', '.join(DEVICES)}")
         self.det_side = det_side
         self.max_side = max_side
         self.threads = threads
@@ -135,6 +158,8 @@ class RapidOcrEngine:
         self.rec_max_columns = rec_max_columns
         self.charset = charset
         self.kernel_cache = kernel_cache
+        self.device = device
+        self._device: str | None = None
         self._ocr = None
         self._base: RapidOcrEngine | None = None
 
@@ -161,15 +186,34 @@ class RapidOcrEngine:
             base += f"-rw{self.rec_width_step}"
         if self.rec_max_columns:
             base += f"-rc{self.rec_max_columns}"
+        if self.resolved_device() == "cuda":  # GPU kernels: float, the full charset, a cache of their own
+            return f"{base}-cuda"
         if self.charset != "all":
             base += f"-cs{self.charset}"
         if self.backend == "onnxruntime":
             return base
         # Kernels (and bf16 when the CPU has it) change the numbers slightly: a separate cache.
-        return f"{base}-ov-{self.effective_precision()}"
+        precision = self.effective_precision()
+        if precision == "int8":  # regenerated models read differently: their digest is in the key
+            precision += f"-{int8_models_digest()[:12]}"
+        return f"{base}-ov-{precision}"
+
+    def resolved_device(self) -> str:
+        """``"cpu"`` or ``"cuda"``: where this engine reads (``device`` resolved once, then kept).
+
+        Raises:
+            DeviceUnavailableError: ``device="cuda"`` without onnxruntime's CUDA provider.
+        """
+        if self._base is not None:
+            return self._base.resolved_device()
+        if self._device is None:
+            self._device = resolve_device(self.device)
+        return self._device
 
     def effective_precision(self) -> str:
         """The precision inference really runs at on this machine (bf16 needs CPU support)."""
+        if self.precision == "int8":
+            return "int8"
         if self.precision == "bf16" and "BF16" in _openvino_capabilities():
             return "bf16"
         return "f32"
@@ -193,10 +237,13 @@ class RapidOcrEngine:
                 "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             }
-            if self.backend == "openvino":
+            cpu_openvino = self.backend == "openvino" and self.resolved_device() == "cpu"
+            if self.resolved_device() == "cuda":
+                params["EngineConfig.onnxruntime.use_cuda"] = True
+            elif cpu_openvino:
                 params |= _openvino_params(self.threads)
             ocr = RapidOCR(params=params)
-            if self.backend == "openvino":
+            if cpu_openvino:
                 # RapidOCR's own OpenVINO sessions take no precision or cache settings
                 # (and default to bf16 where the CPU has it): replace them with ours.
                 stages = {"Det": _stage(ocr, "Det"), "Rec": _stage(ocr, "Rec")}
@@ -209,13 +256,16 @@ class RapidOcrEngine:
                     decode.character = [decode.character[i] for i in keep]
                     decode.dict = {char: i for i, char in enumerate(decode.character)}
                 for stage, model in stages.items():
+                    int8 = self.precision == "int8" and stage in INT8_MODELS
                     model.session = _OpenVinoSession(
-                        _bundled_model(stage),
+                        int8_model(stage) if int8 else _bundled_model(stage),
                         self.threads,
                         self.effective_precision(),
                         self.kernel_cache,
                         keep_classes=keep if stage == "Rec" else None,
                     )
+            det, table = _stage(ocr, "Det"), _det_preprocess_class()
+            det.get_preprocess = lambda: table(det.limit_side_len, det.limit_type, det.mean, det.std)
             if self.rec_width_step > 1 or self.rec_max_columns:
                 rec = _stage(ocr, "Rec")
                 rec.session = _RecBatches(rec.session, self.rec_width_step, self.rec_max_columns)
@@ -303,6 +353,41 @@ def _bundled_model(stage: str) -> Path:
     return Path(rapidocr.__file__).parent / "models" / _BUNDLED[stage]
 
 
+INT8_MODELS = {"Det": "det_int8.xml", "Rec": "rec_int8_latin.xml"}
+"""The INT8 models ``scripts/quantize_ocr.py`` writes into ``specread/data/ocr/`` (OpenVINO IR).
+
+The angle classifier (3 % of the time) stays float. The recogniser's output layer is
+already cut to :func:`latin_classes`, which is why ``int8`` needs ``charset="latin"``.
+"""
+
+
+def int8_model(stage: str) -> Path:
+    """The packaged INT8 model file of a stage (``Det`` or ``Rec``).
+
+    Raises:
+        FileNotFoundError: the package was built without them (run ``scripts/quantize_ocr.py``).
+    """
+    from importlib.resources import files
+
+    path = Path(str(files("specread.data") / "ocr" / INT8_MODELS[stage]))
+    if not path.is_file():
+        raise FileNotFoundError(f"no INT8 model at {path}: run scripts/quantize_ocr.py")
+    return path
+
+
+@cache
+def int8_models_digest() -> str:
+    """sha256 over the packaged INT8 model files: part of the cache key of pages read with them."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for stage in sorted(INT8_MODELS):
+        xml = int8_model(stage)
+        digest.update(xml.read_bytes())
+        digest.update(xml.with_suffix(".bin").read_bytes())
+    return digest.hexdigest()
+
+
 def _openvino_params(threads: int) -> dict[str, object]:
     """RapidOCR settings that load the bundled ONNX files straight into OpenVINO (no onnxruntime copy)."""
     from rapidocr import EngineType
@@ -343,6 +428,8 @@ class _OpenVinoSession:
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
+            # An INT8 model's integer layers run in integers whatever this says; its few float
+            # layers stay f32, so its pages are the same on every CPU.
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "CPU_RUNTIME_CACHE_CAPACITY": kernel_cache,
             # Pinning puts every worker process's thread on the same cores: two workers ran at
@@ -382,6 +469,8 @@ def _keep_output_classes(model: object, keep: list[int]) -> None:
     from openvino import opset13 as ops
 
     classes = model.output(0).get_partial_shape()[-1].get_length()  # type: ignore[attr-defined]
+    if classes == len(keep):  # already cut (the INT8 recogniser is saved that way)
+        return
     index = np.asarray(keep)
     cut = 0
     for op in model.get_ordered_ops():  # type: ignore[attr-defined]
@@ -397,6 +486,35 @@ def _keep_output_classes(model: object, keep: list[int]) -> None:
     if not cut:
         raise ValueError(f"no output-layer constant with {classes} classes found")
     model.validate_nodes_and_infer_types()  # type: ignore[attr-defined]
+
+
+@cache
+def _det_preprocess_class() -> type:
+    """RapidOCR's detector pre-processing with its normalisation as a lookup table (same bits, ~4x cheaper).
+
+    RapidOCR normalises the detector's input in float64 (``(x / 255 - mean) / std`` over the
+    whole picture), then transposes it to CHW and copies it: 9.3 ms per real-dev image, ~3 %
+    of a ``fast`` worker's time. A uint8 pixel has 256 values per channel, so the same float64
+    formula over those 256 values, rounded to float32 as RapidOCR rounds it, is a table;
+    indexing it per channel writes the CHW batch directly (2.4 ms). The detector sees identical numbers, so pages
+    (and the cache fingerprint) do not change; ``tests/test_presets.py`` checks the bits.
+    """
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    class DetPreProcessTable(DetPreProcess):
+        def __call__(self, img: np.ndarray) -> np.ndarray | None:
+            resized = self.resize(img)
+            if resized is None:
+                return None
+            values = np.arange(256, dtype=np.float32)[:, None] * self.scale  # float32, as RapidOCR scales
+            table = ((values - self.mean) / self.std).astype(np.float32)  # float64 arithmetic, then float32
+            height, width = resized.shape[:2]
+            out = np.empty((1, 3, height, width), np.float32)
+            for channel in range(3):
+                np.take(table[:, channel], resized[:, :, channel], out=out[0, channel])
+            return out
+
+    return DetPreProcessTable
 
 
 class _RecBatches:
@@ -423,6 +541,53 @@ class _RecBatches:
             return self.session(batch)  # type: ignore[operator]
         parts = [self.session(batch[i : i + per_call]) for i in range(0, len(batch), per_call)]  # type: ignore[operator]
         return np.concatenate(parts)
+
+
+class StageClock:
+    """CPU seconds spent in each model of a :class:`RapidOcrEngine` (``Det``, ``Cls``, ``Rec``).
+
+    For profiling (``benchmarks/throughput.py``): :meth:`attach` wraps the loaded
+    sessions so every call adds its process CPU time to :attr:`seconds`. Process
+    time, not wall time: on a shared machine it is the comparable figure, and it
+    counts the runtime's own threads. One engine per process while attached.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"Det": 0.0, "Cls": 0.0, "Rec": 0.0}
+
+    def reset(self) -> None:
+        """Back to zero (in place: the attached sessions hold this dict)."""
+        for stage in self.seconds:
+            self.seconds[stage] = 0.0
+
+    @classmethod
+    def attach(cls, engine: RapidOcrEngine) -> StageClock:
+        """Load ``engine``'s models and start timing them."""
+        clock = cls()
+        ocr = engine._engine()
+        for stage in ("Det", "Cls", "Rec") if engine.use_cls else ("Det", "Rec"):
+            model = _stage(ocr, stage)
+            model.session = _Timed(model.session, clock.seconds, stage)
+        return clock
+
+
+class _Timed:
+    """A session wrapper that adds each call's process CPU time to ``seconds[stage]``."""
+
+    def __init__(self, session: object, seconds: dict[str, float], stage: str) -> None:
+        self.session, self.seconds, self.stage = session, seconds, stage
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.session, name)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import time
+
+        start = time.process_time()
+        try:
+            return self.session(batch)  # type: ignore[operator]
+        finally:
+            self.seconds[self.stage] += time.process_time() - start
 
 
 ENGINES = {"rapidocr": RapidOcrEngine}
