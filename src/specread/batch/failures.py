@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from specread.errors import ImageLoadError
-from specread.io.files import atomic_write
+from specread.io.files import append_row, atomic_write
 
 __all__ = ["FAILURE_COLUMNS", "Failure", "FailureLog", "failure_from"]
 
@@ -93,10 +92,7 @@ class FailureLog:
             log.warning("%s (fallback answer for %d row(s))", failure.reason, len(failure.indices))
         elif len(self.failures) == self.show + 1:
             log.warning("more images cannot be read: counting them; all are listed in %s", self.path)
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow(_row(failure))
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_row(self.path, _row(failure))
 
     def _rewrite(self, failures: list[Failure]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ from typing import Any
 
 from specread.batch.local import warm_cache
 from specread.batch.ray_runner import warm_cache_ray
-from specread.data import PACKAGED_MODEL
 from specread.errors import ImageLoadError
 from specread.extract.priors import Priors, image_links
 from specread.io.dataset import read_labels
@@ -152,8 +151,8 @@ def train_ranker(
        OCR settings, data fingerprints, parameters and the validation figures.
 
     The labels (and ``priors``) are checked and ``output`` made before any OCR, so a bad CSV or an
-    unwritable path fails at once, not after hours of OCR. The OCR pass reads with the rules
-    scorer and the packaged model's priors: it needs only pages, whatever ``$SPECREAD_MODEL`` says.
+    unwritable path fails at once, not after hours of OCR. The OCR pass reads pages only
+    (first pass, no model folder), whatever ``$SPECREAD_MODEL`` or the default second pass say.
 
     Args:
         labels_csv: ``image_link,group_id,entity_name,entity_value[,image_file]``.
@@ -207,7 +206,7 @@ def train_ranker(
     if rounds is not None or base is not None:
         params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
     Path(output).mkdir(parents=True, exist_ok=True)
-    config = ReaderConfig(scorer="rules", ocr=ocr, cache_dir=cache_dir, model=str(PACKAGED_MODEL))
+    config = ReaderConfig(ocr=ocr, cache_dir=cache_dir, retry_side=0)  # the pages a model learns from
     paths = [images / label.image for label in labels]
     if runner == "ray":
         warm_cache_ray(paths, config, address, progress=progress)

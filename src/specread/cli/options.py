@@ -20,7 +20,7 @@ import typer
 from specread.hardware import default_workers
 from specread.ocr.devices import DEVICES
 from specread.rank.model import MODEL_ENV
-from specread.settings import PRESETS, ReaderConfig, VlmSettings
+from specread.settings import PRESETS, OcrSettings, ReaderConfig, VlmSettings
 from specread.settings import preset as ocr_preset
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "VlmThresholdOpt",
     "WorkersOpt",
     "check_choice",
+    "ocr_settings",
     "reader_config",
     "reader_options",
 ]
@@ -133,6 +134,24 @@ def check_choice(name: str, value: str, valid: Collection[str]) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(sorted(valid))}")
 
 
+def ocr_settings(
+    preset: str = DEFAULT_PRESET, device: str = DEFAULT_READER.ocr.device, check_device: bool = True
+) -> OcrSettings:
+    """The OCR settings of ``--preset`` on ``--device``; with ``check_device`` the device is checked
+    now, so ``--device cuda`` without a GPU fails before any image is read.
+
+    Raises:
+        ValueError: an unknown preset, or device (with ``check_device``): a usage error, exit 2.
+        DeviceUnavailableError: ``device="cuda"`` without onnxruntime's CUDA provider (exit 2).
+    """
+    settings = dataclasses.replace(ocr_preset(preset), device=device)
+    if check_device:
+        from specread.ocr.devices import resolve_device
+
+        resolve_device(device)
+    return settings
+
+
 def reader_config(
     *,
     preset: str = DEFAULT_PRESET,
@@ -162,7 +181,6 @@ def reader_config(
         ModelMismatchError: a model folder that is missing, garbled or trained otherwise (exit 2).
         DeviceUnavailableError: ``device="cuda"`` without onnxruntime's CUDA provider (exit 2).
     """
-    from specread.ocr.devices import resolve_device
     from specread.pipeline import SCORERS, reader_model
     from specread.readers import available_readers
 
@@ -173,7 +191,7 @@ def reader_config(
     config = ReaderConfig(
         reader=reader,
         scorer=scorer,
-        ocr=dataclasses.replace(ocr_preset(preset), device=device),
+        ocr=ocr_settings(preset, device, check_device=reader != "vlm"),  # the VLM alone reads no OCR page
         retry_side=retry_side,
         cache_dir=None if no_cache else (cache_dir or default_cache),
         model=model,
@@ -184,8 +202,7 @@ def reader_config(
             prompt_template=str(prompt_template or DEFAULT_VLM.prompt_template),
         ),
     )
-    if reader != "vlm":  # the VLM alone reads no OCR page
-        resolve_device(device)  # --device cuda without a GPU fails here, before any image is read
+    if reader != "vlm":
         reader_model(config)
     return config
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -21,8 +20,8 @@ from specread.cli.options import (
     SeedOpt,
     WorkersOpt,
     check_choice,
+    ocr_settings,
 )
-from specread.settings import preset as ocr_preset
 
 __all__ = ["priors", "train"]
 
@@ -115,13 +114,12 @@ def train(
     from specread.batch.train import train_ranker
     from specread.data import PACKAGED_MODEL
     from specread.io.dataset import read_labels
-    from specread.ocr.devices import resolve_device
     from specread.rank.model import load_model
     from specread.rank.train import CAPACITIES
 
     check_choice("runner", runner, RUNNERS)
     check_choice("capacity", capacity, CAPACITIES)
-    resolve_device(device)  # --device cuda without a GPU fails before any image is read
+    ocr = ocr_settings(preset, device)  # --device cuda without a GPU fails before any image is read
     start = load_model(str(PACKAGED_MODEL) if base == "packaged" else base) if base else None
     if clean:
         from specread.labels.clean import clean_csv
@@ -141,7 +139,7 @@ def train(
             labels_csv,
             images,
             output,
-            ocr=dataclasses.replace(ocr_preset(preset), device=device),
+            ocr=ocr,
             priors=priors,
             priors_exclude=priors_exclude or [],
             holdout=holdout,

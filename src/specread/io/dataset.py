@@ -32,7 +32,7 @@ from specread.errors import (
     MissingColumnsError,
     UnknownEntityError,
 )
-from specread.io.files import atomic_write
+from specread.io.files import atomic_write, drop_torn_line
 from specread.units.registry import get_registry
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "iter_unique_images",
     "job_path",
     "output_columns",
+    "output_row",
     "read_gold",
     "read_labels",
     "read_predictions",
@@ -282,6 +283,13 @@ def output_columns(with_confidence: bool = False) -> list[str]:
     return ["index", "prediction", *(["confidence"] if with_confidence else [])]
 
 
+def output_row(index: str, prediction: str, confidence: float | None, with_confidence: bool) -> list[str]:
+    """One output CSV row under :func:`output_columns`: the confidence to 4 decimals, "" when unknown."""
+    if not with_confidence:
+        return [index, prediction]
+    return [index, prediction, "" if confidence is None else f"{confidence:.4f}"]
+
+
 class OutputWriter:
     """Append-only ``index,prediction[,confidence]`` writer that survives being killed.
 
@@ -301,7 +309,7 @@ class OutputWriter:
         if job is not None:
             self._claim(job)
         if self.path.exists() and self.path.stat().st_size > 0:
-            self._repair_tail()
+            drop_torn_line(self.path, self._owns)
         if self.path.exists() and self.path.stat().st_size > 0:
             self.done = read_predictions(self.path)
         else:
@@ -339,29 +347,17 @@ class OutputWriter:
         with atomic_write(record, encoding="utf-8") as fh:
             json.dump(job, fh, indent=2, sort_keys=True)
 
-    def _repair_tail(self) -> None:
-        """Drop a torn last line, but never cut a file this writer did not make."""
-        data = self.path.read_bytes()
-        if data.endswith(b"\n"):
-            return
-        text = data.decode("utf-8-sig", errors="replace")
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            # Killed while writing the header line: start the file again.
-            if not "index,prediction,confidence".startswith(text.strip()):
-                return  # not an output file: read_predictions refuses it below
-        else:
-            header = next(csv.reader([text.split("\n", 1)[0].rstrip("\r")]))
-            if "index" not in header or "prediction" not in header:
-                return  # e.g. the input CSV given as --output by mistake: leave its last row alone
-        with open(self.path, "r+b") as fh:
-            fh.truncate(cut)
+    @staticmethod
+    def _owns(first: str, whole: bool) -> bool:
+        """Whether a file whose first line is ``first`` is an output (see :func:`drop_torn_line`)."""
+        if not whole:  # killed while writing the header line: start the file again
+            return ",".join(output_columns(with_confidence=True)).startswith(first.strip())
+        header = next(csv.reader([first]))
+        # Not an output (e.g. the input CSV given as --output by mistake): read_predictions refuses it.
+        return "index" in header and "prediction" in header
 
     def write(self, index: str, prediction: str, confidence: float | None = None) -> None:
-        row = [index, prediction]
-        if len(self.columns) == 3:
-            row.append("" if confidence is None else f"{confidence:.4f}")
-        self._csv.writerow(row)
+        self._csv.writerow(output_row(index, prediction, confidence, len(self.columns) == 3))
         self.done[index] = prediction
 
     def flush(self) -> None:

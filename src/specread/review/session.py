@@ -24,7 +24,7 @@ from specread.errors import (
     ReviewValueError,
     UnknownRowError,
 )
-from specread.io.dataset import output_columns
+from specread.io.dataset import output_columns, output_row
 from specread.io.files import atomic_write
 from specread.rank.select import Scorer
 from specread.review.answers import Choice, check_typed, choices
@@ -294,6 +294,5 @@ class ReviewSession:
                 answer = row.prediction if made is None else made.entity_value
                 changed += made is not None and answer != row.prediction
                 confidence = row.confidence if made is None else REVIEWED_CONFIDENCE
-                shown = "" if confidence is None else f"{confidence:.4f}"
-                out.writerow([row.index, answer, shown] if with_confidence else [row.index, answer])
+                out.writerow(output_row(row.index, answer, confidence, with_confidence))
         return changed

@@ -19,7 +19,6 @@ is the decision an undo takes back.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from specread.errors import InputFormatError
 from specread.io.dataset import CsvTable
-from specread.io.files import atomic_write
+from specread.io.files import append_row, atomic_write, drop_torn_line
 
 __all__ = ["DECISIONS", "REVIEW_COLUMNS", "Decision", "DecisionStore", "now"]
 
@@ -73,6 +72,12 @@ class Decision:
         return dict(zip(REVIEW_COLUMNS, astuple(self), strict=True))
 
 
+def _owns(first: str, whole: bool) -> bool:
+    """Whether a file whose first line is ``first`` is a labels file this store wrote (a torn one is cut)."""
+    header = ",".join(REVIEW_COLUMNS)
+    return first == header if whole else header.startswith(first)
+
+
 class DecisionStore:
     """The labels file of one review: read on opening, then kept on disk decision by decision.
 
@@ -88,7 +93,7 @@ class DecisionStore:
         self.path = Path(path)
         self._rows: dict[str, Decision] = {}
         if self.path.exists() and self.path.stat().st_size > 0:
-            self._drop_torn_tail()
+            drop_torn_line(self.path, _owns)
         if self.path.exists() and self.path.stat().st_size > 0:
             self._rows = self._read()
         else:
@@ -96,20 +101,6 @@ class DecisionStore:
             self._rewrite()
 
     # -- reading -------------------------------------------------------------------------------------------------
-    def _drop_torn_tail(self) -> None:
-        """Cut a last line that does not end in a newline: a decision killed half-written."""
-        data = self.path.read_bytes()
-        if data.endswith(b"\n"):
-            return
-        cut = data.rfind(b"\n") + 1
-        header = ",".join(REVIEW_COLUMNS).encode()
-        first = data[:cut].split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
-        ours = first == header if cut else header.startswith(data.removeprefix(b"\xef\xbb\xbf"))
-        if not ours:
-            return  # not a file this store wrote: _read refuses it, nothing is cut
-        with open(self.path, "r+b") as fh:
-            fh.truncate(cut)
-
     def _read(self) -> dict[str, Decision]:
         rows: dict[str, Decision] = {}
         with CsvTable(self.path, REVIEW_COLUMNS) as table:
@@ -143,10 +134,7 @@ class DecisionStore:
             self._rows[decision.index] = decision
             self._rewrite()
             return
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow(astuple(decision))
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_row(self.path, astuple(decision))
         self._rows[decision.index] = decision
 
     def remove(self, index: str) -> Decision | None:
