@@ -140,7 +140,7 @@ def test_training_is_deterministic_and_round_trips(tmp_path) -> None:
     rows = _make_rows(30, seed=1)
     a = fit_ranker(rows, load_priors(), seed=3, n_estimators=40)
     b = fit_ranker(rows, load_priors(), seed=3, n_estimators=40)
-    X, _, q = build_examples(rows, load_priors())
+    X, _, q, _w = build_examples(rows, load_priors())
     assert np.array_equal(a.predict_proba(X, q), b.predict_proba(X, q))
     a.save(tmp_path / "m.txt")
     assert (tmp_path / "m.txt").read_text() == (b.save(tmp_path / "n.txt") or (tmp_path / "n.txt").read_text())
@@ -168,7 +168,7 @@ def test_ranker_learns_what_the_rules_miss() -> None:
 def test_probabilities_are_probabilities() -> None:
     rows = _make_rows(20, seed=2)
     model = fit_ranker(rows, load_priors(), n_estimators=30)
-    X, y, q = build_examples(rows, load_priors())
+    X, y, q, _w = build_examples(rows, load_priors())
     p = model.predict_proba(X, q)
     assert p.shape == y.shape and np.all((p > 0) & (p < 1))
     assert p[y == 1].mean() > p[y == 0].mean()
@@ -186,7 +186,7 @@ def test_estimator_contract() -> None:
         CandidateRanker(ignore_features=("no_such_feature",))
     assert not hasattr(model, "booster_")  # a refused fit learns nothing
     assert CandidateRanker(**model.get_params()).get_params() == model.get_params()  # params round-trip (clone)
-    X, y, q = build_examples(_make_rows(2, seed=0), load_priors())
+    X, y, q, _w = build_examples(_make_rows(2, seed=0), load_priors())
     assert model.fit(X, y, q) is model and hasattr(model, "booster_")  # fit returns self, state ends in _
     assert model.predict_proba(X, q).shape == (len(X),)
 
@@ -238,14 +238,24 @@ def test_shipped_model_beats_the_rules_on_weights_printed_in_two_units() -> None
     assert ranker_acc > rules_acc + 0.2
 
 
-def test_confidence_is_the_winner_probability() -> None:
+def test_confidence_is_the_winner_probability_when_read_one_at_a_time() -> None:
     model = load_model().ranker
     page = _make_drawing("40 cm", "25 cm", "60 cm")
-    reader = SpecReader(None, model, load_priors())
+    reader = SpecReader(None, model, load_priors(), joint=None)
     pred = reader.read_page(page, ["height"]).predictions["height"]
     cands = page_candidates(page, find_mentions(page), "height", load_priors())
     assert pred.confidence == pytest.approx(max(model.score("height", cands)))
     assert 0.0 < pred.confidence < 1.0 and pred.source == "ranker"
+
+
+def test_whole_image_confidence_is_the_answers_share_of_the_assignments() -> None:
+    """Read jointly, a dimension's confidence is the probability mass of its answer over the assignments."""
+    model = load_model().ranker
+    page = _make_drawing("40 cm", "25 cm", "60 cm")
+    alone = SpecReader(None, model, load_priors(), joint=None).read_page(page, ["height"]).predictions["height"]
+    joint = SpecReader(None, model, load_priors()).read_page(page, ["height"]).predictions["height"]
+    assert joint.text == alone.text  # asked alone, the unasked roles do not take its size away
+    assert 0.0 < joint.confidence <= 1.0 and joint.confidence != pytest.approx(alone.confidence)
 
 
 def test_cross_validation_reads_the_finer_page_only_where_nothing_was_read() -> None:
@@ -283,7 +293,7 @@ def _make_width_beside_rows(n: int, seed: int) -> list[LabelledRow]:
 def test_adapting_with_no_new_round_or_a_tiny_step_predicts_like_the_base(tmp_path) -> None:
     """The base trees count once, on top of the rule margin, in an adapted model."""
     rows = _make_rows(30, seed=1)
-    X, y, q = build_examples(rows, load_priors())
+    X, y, q, _w = build_examples(rows, load_priors())
     base = fit_ranker(rows, load_priors(), n_estimators=40)
     same = CandidateRanker(n_estimators=0, ignore_features=base.ignore_features).fit(X, y, q, base=base)
     assert np.array_equal(same.predict_proba(X, q), base.predict_proba(X, q))
@@ -306,7 +316,7 @@ def test_a_base_must_match_and_be_fitted(tmp_path) -> None:
     from specread.rank.shards import write_shards
 
     rows = _make_rows(10, seed=4)
-    X, y, q = build_examples(rows, load_priors())
+    X, y, q, _w = build_examples(rows, load_priors())
     base = CandidateRanker(n_estimators=10, rule_weight=1.0).fit(X, y, q)
     with pytest.raises(ValueError, match="rule_weight"):
         CandidateRanker(n_estimators=5).fit(X, y, q, base=base)

@@ -55,7 +55,7 @@ def test_synthetic_pages_are_deterministic_and_mixed_like_the_train_set() -> Non
 
 
 def test_shards_round_trip_what_build_examples_computes(rows: list[LabelledRow], shard_set: ShardSet) -> None:
-    X, y, q = build_examples(rows, load_priors())
+    X, y, q, _w = build_examples(rows, load_priors())
     assert np.array_equal(_stack(shard_set, "X"), X)
     assert np.array_equal(_stack(shard_set, "y"), y.astype(np.int8))
     assert np.array_equal(_stack(shard_set, "groups"), q)
@@ -134,7 +134,7 @@ def test_grouped_split_keeps_images_and_groups_on_one_side(shard_set: ShardSet) 
 
 
 def test_fit_from_shards_is_fit_in_memory(rows: list[LabelledRow], shard_set: ShardSet) -> None:
-    X, y, q = build_examples(rows, load_priors())
+    X, y, q, _w = build_examples(rows, load_priors())
     memory = CandidateRanker(n_estimators=30, seed=2).fit(X, y, q)
     streamed = CandidateRanker(n_estimators=30, seed=2).fit_shards(shard_set)
     assert streamed.booster_.model_to_string() == memory.booster_.model_to_string()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from specread.answer import Answer
 from specread.errors import AnswerFormatError
 
-__all__ = ["TEST_MIX", "Score", "evaluate", "normalize_answer", "score_rows"]
+__all__ = ["RELIABILITY_BANDS", "TEST_MIX", "Score", "evaluate", "normalize_answer", "reliability", "score_rows"]
 
 TEST_MIX: dict[str, int] = {
     "height": 32282,
@@ -140,6 +140,47 @@ def score_rows(preds: Mapping[str, str], gold: Mapping[str, str], entities: Mapp
 
 
 evaluate = score_rows
+
+RELIABILITY_BANDS = 5
+"""Confidence bands of a reliability table: 0-0.2, 0.2-0.4, ... 0.8-1.0."""
+
+
+def reliability(
+    preds: Mapping[str, str],
+    confidences: Mapping[str, float],
+    gold: Mapping[str, str],
+    entities: Mapping[str, str],
+    bands: int = RELIABILITY_BANDS,
+) -> dict[str, list[dict[str, float | int | str]]]:
+    """Accuracy per confidence band, per entity and over all rows (``"all"``): does 0.8 mean 80%?
+
+    Only answered rows with a confidence count (a blank is neither right nor wrong here).
+    Each band lists ``band`` ("0.8-1.0"), ``rows``, mean ``confidence`` and ``accuracy``;
+    empty bands are left out.
+    """
+    groups: dict[str, list[list[tuple[float, bool]]]] = {}
+    for index, truth in gold.items():
+        pred, conf = preds.get(index, ""), confidences.get(index)
+        answer = normalize_answer(pred)
+        if answer is None or conf is None:
+            continue
+        band = min(bands - 1, max(0, int(conf * bands)))
+        right = answer == normalize_answer(truth)
+        for key in (entities.get(index, "?"), "all"):
+            groups.setdefault(key, [[] for _ in range(bands)])[band].append((conf, right))
+    out: dict[str, list[dict[str, float | int | str]]] = {}
+    for key, per_band in sorted(groups.items()):
+        out[key] = [
+            {
+                "band": f"{b / bands:.1f}-{(b + 1) / bands:.1f}",
+                "rows": len(items),
+                "confidence": round(sum(c for c, _ in items) / len(items), 3),
+                "accuracy": round(sum(r for _, r in items) / len(items), 3),
+            }
+            for b, items in enumerate(per_band)
+            if items
+        ]
+    return out
 
 
 def entity_counts(entities: Mapping[str, str]) -> Counter[str]:

@@ -9,7 +9,7 @@ through :func:`specread.readers.build_reader`.
 
 Example:
     >>> from specread.pipeline import build_ocr_reader
-    >>> from specread.settings import ReaderConfig
+    >>> from specread.settings import JointSettings, ReaderConfig
     >>> reader = build_ocr_reader(ReaderConfig(cache_dir=None))   # doctest: +SKIP
     >>> reader.read("label.png", ["item_weight"]).predictions["item_weight"].text   # doctest: +SKIP
     '500.0 gram'
@@ -26,9 +26,10 @@ from specread.extract.priors import Priors
 from specread.io.images import decode_image, image_digest, read_image_bytes
 from specread.ocr.cache import OcrCache, default_cache_dir
 from specread.ocr.engine import OcrEngine, build_engine
+from specread.rank.calibrate import Calibration
 from specread.rank.model import Model, check_model, load_model
-from specread.rank.select import Scorer, Selector
-from specread.settings import ReaderConfig
+from specread.rank.select import DEFAULT_JOINT, Scorer, Selector
+from specread.settings import JointSettings, ReaderConfig
 from specread.types import ImageInput, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
@@ -80,6 +81,8 @@ class SpecReader:
         use_priors_fallback: when no candidate exists, answer the prior's guess.
         retry: a finer OCR pass, used only for entities the first page gives no
             candidate (see :attr:`ReaderConfig.retry_side`).
+        calibration: the model folder's confidence calibration (raw confidences without it).
+        joint: how an image's entities of one unit dimension are read together.
     """
 
     batch_images = 1
@@ -93,9 +96,11 @@ class SpecReader:
         cache: OcrCache | None = None,
         use_priors_fallback: bool = True,
         retry: PageSource | None = None,
+        calibration: Calibration | None = None,
+        joint: JointSettings | None = DEFAULT_JOINT,
     ) -> None:
         self.engine = engine
-        self.selector = Selector(scorer, priors, use_priors_fallback)
+        self.selector = Selector(scorer, priors, use_priors_fallback, joint, calibration)
         self.cache = cache
         self.retry = retry
 
@@ -193,6 +198,8 @@ def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | Non
         cache=pages.cache,
         use_priors_fallback=config.use_priors_fallback,
         retry=retry,
+        calibration=model.calibration if config.scorer == "ranker" else None,
+        joint=config.joint,
     )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "BODY_IDLE_TIMEOUT",
     "PRESETS",
     "FetchPolicy",
+    "JointSettings",
     "OcrSettings",
     "ReaderConfig",
     "Resolver",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 _FILE: dict[str, Any] = tomllib.loads((files("specread.data") / "settings.toml").read_text(encoding="utf-8"))
-_OCR, _READER, _VLM = _FILE["ocr"], _FILE["reader"], _FILE["vlm"]
+_OCR, _READER, _VLM, _JOINT = _FILE["ocr"], _FILE["reader"], _FILE["vlm"], _FILE["joint"]
 _SERVICE, _FETCH = _FILE["service"], _FILE["fetch"]
 
 
@@ -146,6 +147,37 @@ class VlmSettings:
 
 
 @dataclass(frozen=True)
+class JointSettings:
+    """The whole-image assignment's costs (:mod:`specread.rank.joint`), log-terms added to its score.
+
+    Attributes:
+        enabled: read an image's entities of one unit dimension together (False: one at a time).
+        mention_cost: one printed size (a mention, or its twin in another unit) for two roles.
+        value_cost: one size printed twice, for two roles.
+        none_logp: the score of "not printed" for a role nobody asked.
+        pair_weight: weight of the training labels' odds of how two roles' sizes compare.
+        share_weight: exponent of each role's candidate shares (sharper or flatter).
+        marginal: answer each role's most probable value rather than the best joint assignment.
+        top_k: candidates per role that the assignment considers.
+    """
+
+    enabled: bool = _JOINT["enabled"]
+    mention_cost: float = _JOINT["mention_cost"]
+    value_cost: float = _JOINT["value_cost"]
+    none_logp: float = _JOINT["none_logp"]
+    pair_weight: float = _JOINT["pair_weight"]
+    share_weight: float = _JOINT["share_weight"]
+    marginal: bool = _JOINT["marginal"]
+    top_k: int = _JOINT["top_k"]
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"joint top_k must be at least 1; got {self.top_k}")
+        if min(self.mention_cost, self.value_cost, self.pair_weight, self.share_weight) < 0:
+            raise ValueError("joint costs and weights must not be negative")
+
+
+@dataclass(frozen=True)
 class ReaderConfig:
     """Everything needed to build a reader, as plain data.
 
@@ -160,6 +192,7 @@ class ReaderConfig:
         cache_dir: OCR cache folder; ``None`` disables the cache; ``"default"`` uses
             ``$SPECREAD_CACHE`` or the user cache folder.
         vlm: the VLM reader's settings.
+        joint: how an image's entities of one unit dimension are read together.
         model: the model folder (ranker and priors) written by ``specread train``; ``""`` uses
             ``$SPECREAD_MODEL`` or the packaged model (:func:`specread.rank.model.load_model`).
             A ranker trained on pages read with other OCR settings is refused when the reader is built.
@@ -176,6 +209,7 @@ class ReaderConfig:
     cache_dir: str | None = _READER["cache_dir"]
     vlm: VlmSettings = field(default_factory=VlmSettings)
     model: str = _READER["model"]
+    joint: JointSettings = field(default_factory=JointSettings)
 
     def __post_init__(self) -> None:
         if self.retry_side and not self.ocr.det_side < self.retry_side <= self.ocr.max_side:

@@ -20,15 +20,16 @@ from specread.batch.ray_runner import warm_cache_ray
 from specread.errors import ImageLoadError
 from specread.extract.priors import Priors, image_links
 from specread.io.dataset import read_labels
-from specread.metrics import score_rows
+from specread.metrics import normalize_answer, score_rows
 from specread.pipeline import build_pages
+from specread.rank.calibrate import Calibration
 from specread.rank.model import Model, check_model, file_sha256, labels_fingerprint, ocr_card, save_model
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Selector
 from specread.rank.shards import grouped_split, write_shards
 from specread.rank.train import capacity_params, fit_ranker, grouped_folds, load_labelled_rows
 from specread.settings import OcrSettings, ReaderConfig
-from specread.types import LabelledRow, OcrPage
+from specread.types import LabelledRow, OcrPage, Prediction
 
 __all__ = [
     "ADAPT_ROUNDS",
@@ -78,41 +79,62 @@ def holdout_metrics(
     folds: int = 5,
     seed: int = 0,
     **fit_params: Any,
-) -> dict[str, Any]:
-    """Hold out one grouped fold, fit on the others, and score the held-out rows as a reader would.
+) -> tuple[dict[str, Any], Calibration | None]:
+    """Grouped cross-validation of the ranker: the hold-out figures and the confidence calibration.
 
     Folds are :func:`~specread.rank.train.grouped_folds`: no image and no ``group_id`` on both
-    sides. ``priors_for(held-out image keys)`` gives the priors to fit and select with, so
-    priors counted from the same labels can leave the held-out images out.
+    sides. For each fold the ranker is fitted on the others and the fold's rows are read as a
+    reader would (the whole-image selector). ``priors_for(held-out image keys)`` gives the priors
+    to fit and select with, so priors counted from the same labels can leave the held-out images
+    out. The figures are fold 0's; the calibration (:class:`~specread.rank.calibrate.Calibration`)
+    is fitted on every fold's out-of-fold answers, so it maps confidence to accuracy on images
+    the ranker had not seen.
 
     Returns:
         ``method`` and the held-out report (:meth:`specread.metrics.Report.to_dict`: F1,
-        test-weighted F1, per entity), or ``method`` and why it was ``skipped``.
+        test-weighted F1, per entity), or ``method`` and why it was ``skipped``; and the
+        calibration (None when skipped).
     """
     if folds < 2:
-        return {"method": "none", "skipped": f"no hold-out asked (--holdout {folds})"}
+        return {"method": "none", "skipped": f"no hold-out asked (--holdout {folds})"}, None
     fold = grouped_folds(rows, folds, seed)
     held = [r for r, f in zip(rows, fold, strict=True) if f == 0]
     kept = [r for r, f in zip(rows, fold, strict=True) if f != 0]
     method = (
         f"grouped hold-out: 1 of {folds} folds ({len(held)} rows, no image or group_id shared with the "
-        f"{len(kept)} rows fitted on); the saved ranker is refitted on all rows"
+        f"{len(kept)} rows fitted on); the saved ranker is refitted on all rows; the confidence "
+        f"calibration is fitted on the out-of-fold answers of all {folds} folds"
     )
     if not held or not kept:
-        return {"method": method, "skipped": "every row is linked to every other through images or group_ids"}
-    priors = priors_for({r.key for r in held})
-    try:
-        ranker = fit_ranker(kept, priors, seed=seed, **fit_params)
-    except ValueError as exc:  # e.g. no candidate of the fitted side equals its label
-        return {"method": method, "skipped": f"the other folds cannot be fitted: {exc}"}
-    selector = Selector(ranker, priors)
-    preds = {
-        str(i): selector.select(r.page, [r.entity], r.group_id or None).predictions[r.entity].text
-        for i, r in enumerate(held)
-    }
-    gold = {str(i): r.gold for i, r in enumerate(held)}
-    entities = {str(i): r.entity for i, r in enumerate(held)}
-    return {"method": method, **score_rows(preds, gold, entities).to_dict()}
+        return {"method": method, "skipped": "every row is linked to every other through images or group_ids"}, None
+    answers: dict[int, Prediction] = {}
+    for f in range(folds):
+        test = [i for i, g in enumerate(fold) if g == f]
+        train = [r for r, g in zip(rows, fold, strict=True) if g != f]
+        if not test or not train:
+            continue
+        priors = priors_for({rows[i].key for i in test})
+        try:
+            ranker = fit_ranker(train, priors, seed=seed, **fit_params)
+        except ValueError as exc:  # e.g. no candidate of the fitted side equals its label
+            if f == 0:
+                return {"method": method, "skipped": f"the other folds cannot be fitted: {exc}"}, None
+            continue
+        selector = Selector(ranker, priors)
+        for i in test:
+            r = rows[i]
+            answers[i] = selector.select(r.page, [r.entity], r.group_id or None).predictions[r.entity]
+    first = [i for i, g in enumerate(fold) if g == 0]
+    gold = {str(i): rows[i].gold for i in first}
+    entities = {str(i): rows[i].entity for i in first}
+    report = score_rows({str(i): answers[i].text for i in first}, gold, entities).to_dict()
+    read = [i for i, p in answers.items() if p.source == "ranker"]
+    calibration = Calibration.fit(
+        [rows[i].entity for i in read],
+        [answers[i].confidence for i in read],
+        [normalize_answer(answers[i].text) == normalize_answer(rows[i].gold) for i in read],
+    )
+    return {"method": method, **report}, calibration
 
 
 def train_ranker(
@@ -144,8 +166,9 @@ def train_ranker(
        rows with a warning.
     3. Priors: counted from ``labels_csv`` itself, unless ``priors`` names a ``priors.json`` or
        another labels CSV (counted without the images of the ``priors_exclude`` CSVs).
-    4. Validation (:func:`holdout_metrics`): one grouped fold of ``holdout`` is held out, the
-       ranker fitted on the rest and scored on it (skipped with ``holdout`` 0).
+    4. Validation (:func:`holdout_metrics`): grouped ``holdout``-fold cross-validation; one fold's
+       figures go into the manifest, and every fold's out-of-fold answers calibrate the
+       confidence (``calibration.json``; skipped with ``holdout`` 0).
     5. The ranker is fitted on all rows (:func:`~specread.rank.train.fit_ranker`) and the folder
        written (:func:`~specread.rank.model.save_model`): ranker, priors, and a manifest with the
        OCR settings, data fingerprints, parameters and the validation figures.
@@ -241,7 +264,7 @@ def train_ranker(
             return given[0]
         return load_training_priors(labels_csv, frozenset(link for key in held for link in links[key]))[0]
 
-    metrics = holdout_metrics(rows, priors_for, holdout, seed, **params)
+    metrics, calibration = holdout_metrics(rows, priors_for, holdout, seed, **params)
     metrics["priors"] = "as given (--priors)" if given else "counted from the labels, without the held-out images"
     table, priors_from = given or load_training_priors(labels_csv)
     card = {
@@ -251,7 +274,7 @@ def train_ranker(
         "priors_from": priors_from,
         **({"base": {"path": str(base.path), "digest": base.digest}} if base is not None else {}),
     }
-    model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card)
+    model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card, calibration)
     return model, len(rows)
 
 

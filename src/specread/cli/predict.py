@@ -171,13 +171,20 @@ def evaluate(
     gold: Annotated[Path, typer.Argument(help="Gold CSV with entity_name,entity_value (and index).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Official F1, precision, recall, per-entity table and F1 re-weighted to the test mix."""
-    from specread.io.dataset import read_gold, read_predictions
-    from specread.metrics import score_rows
+    """Official F1, precision, recall, per-entity table and F1 re-weighted to the test mix.
+
+    When the predictions carry a ``confidence`` column (``predict --confidence``), also the
+    reliability table: accuracy per confidence band, per entity.
+    """
+    from specread.io.dataset import read_confidences, read_gold, read_predictions
+    from specread.metrics import reliability, score_rows
 
     preds = read_predictions(predictions)
     values, entities = read_gold(gold)
     report = score_rows(preds, values, entities).to_dict()
+    confidences = read_confidences(predictions)
+    if confidences is not None:
+        report["reliability"] = reliability(preds, confidences, values, entities)
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -190,3 +197,21 @@ def evaluate(
         table.add_row(entity, str(s["rows"]), *(f"{s[c]:.3f}" for c in columns))
     table.add_row("all", str(report["rows"]), *(f"{report[c]:.3f}" for c in columns), style="bold")
     Console().print(table)
+    if "reliability" in report:
+        Console().print(_reliability_table(report["reliability"]))
+
+
+def _reliability_table(bands: dict[str, list[dict]]) -> Table:
+    """Accuracy (and rows) per confidence band, one line per entity: does 0.8 mean 80%?"""
+    from specread.metrics import RELIABILITY_BANDS as n
+
+    names = [f"{b / n:.1f}-{(b + 1) / n:.1f}" for b in range(n)]
+    table = Table(title="reliability: accuracy (rows) per confidence band")
+    table.add_column("entity")
+    for name in names:
+        table.add_column(name, justify="right")
+    for entity, rows in bands.items():
+        by_band = {r["band"]: r for r in rows}
+        cells = [f"{by_band[n]['accuracy']:.2f} ({by_band[n]['rows']})" if n in by_band else "" for n in names]
+        table.add_row(entity, *cells, style="bold" if entity == "all" else None)
+    return table

@@ -7,7 +7,11 @@ They answer three questions the image alone cannot:
   a smoothed histogram of log10 values);
 * what to answer when the image gives nothing (``fallback``): under the
   challenge's F1 a blank costs as much as a wrong guess, so the most common
-  answer for the entity within the product group is the best blind guess.
+  answer for the entity within the product group is the best blind guess;
+* how two entities of one dimension labelled on the same image compare
+  (``relation_logodds``): a depth is rarely smaller than a width, and an item
+  weight usually equals the maximum weight recommendation. The whole-image
+  reader (:mod:`specread.rank.joint`) weighs its assignments with it.
 
 ``specread priors TRAIN.csv`` builds a priors file; ``specread train`` puts one in every model
 folder (:mod:`specread.rank.model`), the packaged one in ``specread/data/model/priors.json``.
@@ -19,7 +23,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -28,12 +32,16 @@ from specread.data import PACKAGED_MODEL
 from specread.io.dataset import iter_labels
 from specread.units.registry import get_registry
 
-__all__ = ["Priors", "build_priors_file", "image_links", "load_priors", "parse_label"]
+__all__ = ["RELATIONS", "Priors", "build_priors_file", "image_links", "load_priors", "parse_label", "relation"]
 
 BIN_WIDTH = 0.25
 BIN_MIN = -4.0
 N_BINS = int((8.0 - BIN_MIN) / BIN_WIDTH)
 MIN_GROUP_ROWS = 5
+RELATIONS = ("lt", "eq", "gt")
+"""How one entity's size compares with another's on the same image: smaller, equal, larger."""
+SAME_SIZE_TOLERANCE = 0.03
+"""Two sizes within 3% are one size (``3.1 in / 8 cm`` are 1.6% apart after rounding)."""
 
 
 def parse_label(text: str) -> tuple[float, str] | None:
@@ -51,6 +59,29 @@ def _bin(value: float) -> int:
     return min(N_BINS - 1, max(0, int((math.log10(value) - BIN_MIN) / BIN_WIDTH)))
 
 
+def relation(a: float, b: float) -> str:
+    """How size ``a`` compares with ``b`` (both in one unit): an entry of :data:`RELATIONS`."""
+    if math.isclose(a, b, rel_tol=SAME_SIZE_TOLERANCE):
+        return "eq"
+    return "lt" if a < b else "gt"
+
+
+def _pair_counts(sizes: dict[str, dict[str, float]]) -> dict[str, list[int]]:
+    """``"a|b" -> [lt, eq, gt]`` over images labelled with both ``a`` and ``b``, entities of one dimension."""
+    registry = get_registry()
+    order = {e: i for i, e in enumerate(registry.entities)}
+    counts: dict[str, list[int]] = {}
+    for by_entity in sizes.values():
+        names = sorted(by_entity, key=order.__getitem__)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if registry.entity(a).dimension != registry.entity(b).dimension:
+                    continue
+                row = counts.setdefault(f"{a}|{b}", [0] * len(RELATIONS))
+                row[RELATIONS.index(relation(by_entity[a], by_entity[b]))] += 1
+    return counts
+
+
 @dataclass
 class Priors:
     """Counts derived from training labels; see module docstring."""
@@ -61,6 +92,7 @@ class Priors:
     entity_mode: dict[str, tuple[float, str]]
     group_mode: dict[str, dict[str, tuple[float, str, int]]]
     n_rows: int = 0
+    pair_relations: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, path: str | Path, exclude_links: set[str] | frozenset[str] = frozenset()) -> Priors:
@@ -75,6 +107,7 @@ class Priors:
         hist: dict[str, dict[str, list[int]]] = defaultdict(dict)
         answers: dict[str, Counter[tuple[float, str]]] = defaultdict(Counter)
         group_answers: dict[str, dict[str, Counter[tuple[float, str]]]] = defaultdict(lambda: defaultdict(Counter))
+        sizes: dict[str, dict[str, float]] = defaultdict(dict)  # image -> entity -> size in base unit
         n = 0
         for label in iter_labels(path):
             entity = label.entity_name
@@ -91,6 +124,7 @@ class Priors:
             hist[entity].setdefault(unit, [0] * N_BINS)[_bin(value)] += 1
             answers[entity][(value, unit)] += 1
             group_answers[entity][group][(value, unit)] += 1
+            sizes[label.image_link].setdefault(entity, registry.to_base(value, unit))
         group_mode: dict[str, dict[str, tuple[float, str, int]]] = {}
         for entity, groups in group_answers.items():
             group_mode[entity] = {}
@@ -108,6 +142,7 @@ class Priors:
             entity_mode={e: c.most_common(1)[0][0] for e, c in answers.items()},
             group_mode=group_mode,
             n_rows=n,
+            pair_relations=_pair_counts({k: v for k, v in sizes.items() if len(v) > 1}),
         )
 
     # -- persistence -----------------------------------------------------------
@@ -119,6 +154,7 @@ class Priors:
             "value_hist": self.value_hist,
             "entity_mode": {e: [v, u] for e, (v, u) in self.entity_mode.items()},
             "group_mode": {e: {g: list(t) for g, t in gs.items()} for e, gs in self.group_mode.items()},
+            "pair_relations": self.pair_relations,
         }
 
     @classmethod
@@ -132,6 +168,7 @@ class Priors:
                 e: {g: (float(t[0]), t[1], int(t[2])) for g, t in gs.items()} for e, gs in data["group_mode"].items()
             },
             n_rows=int(data.get("n_rows", 0)),
+            pair_relations={k: [int(n) for n in v] for k, v in data.get("pair_relations", {}).items()},
         )
 
     def save(self, path: str | Path) -> None:
@@ -169,6 +206,21 @@ class Priors:
             value, unit, _ = self.group_mode[entity][group]
             return value, unit
         return self.entity_mode.get(entity)
+
+    def relation_logodds(self, a: str, b: str, rel: str) -> float:
+        """log P(rel | entities a and b labelled on one image) against the uniform 1/3.
+
+        ``rel`` compares a's size with b's (:data:`RELATIONS`). Laplace-smoothed, so a relation
+        the labels never show is unlikely, never impossible; 0 for a pair never labelled together.
+        """
+        i = RELATIONS.index(rel)
+        row = self.pair_relations.get(f"{a}|{b}")
+        if row is None:
+            row = self.pair_relations.get(f"{b}|{a}")
+            i = len(RELATIONS) - 1 - i
+        if row is None:
+            return 0.0
+        return math.log((row[i] + 1) / (sum(row) + len(RELATIONS)) * len(RELATIONS))
 
     def describe(self, entity: str, group: str | None = None) -> str:
         guess = self.fallback(entity, group)

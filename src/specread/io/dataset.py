@@ -262,6 +262,23 @@ def read_predictions(path: str | Path) -> dict[str, str]:
         return {_field(r, "index"): _field(r, "prediction") for _, r in table}
 
 
+def read_confidences(path: str | Path) -> dict[str, float] | None:
+    """``index -> confidence`` from an output CSV written with ``--confidence``; None without that column.
+
+    A blank or unparsable confidence (a row answered by no reader) is left out.
+    """
+    with CsvTable(path, ("index", "prediction")) as table:
+        if "confidence" not in table.header:
+            return None
+        out: dict[str, float] = {}
+        for _, r in table:
+            try:
+                out[_field(r, "index")] = float(_field(r, "confidence"))
+            except ValueError:
+                continue
+        return out
+
+
 def read_gold(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
     """Gold labels: ``(index -> entity_value, index -> entity_name)``.
 

@@ -9,7 +9,10 @@
   rows, images, group_ids), the ranker's ``params`` (seed included), validation ``metrics``, what
   the priors were built from (``priors_from``) and the sha256 of the two other ``files``;
 * ``ranker.txt``: :meth:`CandidateRanker.save`;
-* ``priors.json``: :meth:`Priors.save`.
+* ``priors.json``: :meth:`Priors.save`;
+* ``calibration.json`` (optional): :meth:`Calibration.save`, raw confidence -> held-out accuracy
+  per entity, fitted on the out-of-fold answers of grouped cross-validation. Without it a reader
+  reports raw confidences.
 
 A ranker learns what the candidates of *its* pages look like: pages read at another detector side
 have other text sizes, other lines and other misreads, and features are read by column position
@@ -42,6 +45,7 @@ from specread.errors import ModelMismatchError
 from specread.extract.features import FEATURE_NAMES
 from specread.extract.priors import Priors
 from specread.io.files import atomic_path, atomic_write
+from specread.rank.calibrate import Calibration
 from specread.rank.ranker import CandidateRanker
 from specread.settings import OcrSettings
 from specread.units.registry import ENTITIES
@@ -68,6 +72,7 @@ MODEL_ENV = "SPECREAD_MODEL"
 """The environment variable naming the model folder when none is passed."""
 
 MANIFEST, RANKER_FILE, PRIORS_FILE = "model.json", "ranker.txt", "priors.json"
+CALIBRATION_FILE = "calibration.json"
 
 PAGE_SETTINGS: tuple[str, ...] = ("engine", "det_side", "max_side", "use_cls", "min_score")
 """The :class:`OcrSettings` fields that change the pages a model learns from, kept in its manifest.
@@ -92,6 +97,7 @@ class Model:
         card: the manifest (``model.json``) as a dict.
         path: the folder.
         digest: sha256 of ``model.json``, which holds the other files' sha256: the model's identity.
+        calibration: raw confidence -> held-out accuracy per entity, when the folder has one.
     """
 
     ranker: CandidateRanker
@@ -99,6 +105,7 @@ class Model:
     card: dict[str, Any]
     path: str
     digest: str
+    calibration: Calibration | None = None
 
 
 # -- fingerprints ------------------------------------------------------------------------------------------------------
@@ -145,7 +152,8 @@ def write_manifest(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     ``card`` gives ``ocr`` (:func:`ocr_card`; required) and whatever else the model should
     record (``data``, ``params``, ``metrics``, ``priors_from``...); ``format``, ``specread``,
     ``feature_names`` and ``entities`` default to this specread's, and ``files`` is always
-    the sha256 of the two files, so a folder whose files were swapped or cut short is refused.
+    the sha256 of the other files (``calibration.json`` when present), so a folder whose files
+    were swapped or cut short is refused.
 
     Raises:
         ValueError: ``card`` has no ``ocr`` settings.
@@ -153,13 +161,14 @@ def write_manifest(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     if not set(PAGE_SETTINGS) <= set(card.get("ocr", {})):
         raise ValueError(f"a model card needs the OCR settings it was trained with: ocr = {list(PAGE_SETTINGS)}")
     folder = Path(path)
+    names = [RANKER_FILE, PRIORS_FILE] + ([CALIBRATION_FILE] if (folder / CALIBRATION_FILE).is_file() else [])
     manifest = {
         "format": MODEL_FORMAT,
         "specread": __version__,
         "feature_names": list(FEATURE_NAMES),
         "entities": list(ENTITIES),
         **card,
-        "files": {name: file_sha256(folder / name) for name in (RANKER_FILE, PRIORS_FILE)},
+        "files": {name: file_sha256(folder / name) for name in names},
     }
     text = json.dumps(manifest, indent=2) + "\n"
     with atomic_write(folder / MANIFEST, encoding="utf-8") as fh:
@@ -167,8 +176,15 @@ def write_manifest(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def save_model(path: str | Path, ranker: CandidateRanker, priors: Priors, card: dict[str, Any]) -> Model:
-    """Write a model folder (created if needed): ``ranker.txt``, ``priors.json``, then ``model.json``.
+def save_model(
+    path: str | Path,
+    ranker: CandidateRanker,
+    priors: Priors,
+    card: dict[str, Any],
+    calibration: Calibration | None = None,
+) -> Model:
+    """Write a model folder (created if needed): ``ranker.txt``, ``priors.json``, ``calibration.json``
+    (when given), then ``model.json``.
 
     The manifest goes last and is removed first, so a folder whose writing was cut short has
     none and is refused as "not a model folder" instead of pairing a new ranker with old priors.
@@ -182,11 +198,15 @@ def save_model(path: str | Path, ranker: CandidateRanker, priors: Priors, card: 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)
-    for name, save in ((RANKER_FILE, ranker.save), (PRIORS_FILE, priors.save)):
+    (folder / CALIBRATION_FILE).unlink(missing_ok=True)
+    writers = [(RANKER_FILE, ranker.save), (PRIORS_FILE, priors.save)]
+    if calibration is not None:
+        writers.append((CALIBRATION_FILE, calibration.save))
+    for name, save in writers:
         with atomic_path(folder / name) as tmp:
             save(tmp)
     manifest = write_manifest(folder, {"params": ranker.get_params(), **card})
-    return Model(ranker, priors, manifest, str(folder), file_sha256(folder / MANIFEST))
+    return Model(ranker, priors, manifest, str(folder), file_sha256(folder / MANIFEST), calibration)
 
 
 # -- reading -----------------------------------------------------------------------------------------------------------
@@ -246,12 +266,16 @@ def _read_model(folder: Path | Traversable, where: str) -> Model:
     _check_card(card, where)
     ranker_text = _read_file(folder, RANKER_FILE, where, card["files"])
     priors_text = _read_file(folder, PRIORS_FILE, where, card["files"])
+    calibration_text = None
+    if CALIBRATION_FILE in card["files"]:
+        calibration_text = _read_file(folder, CALIBRATION_FILE, where, card["files"])
     try:
         ranker = CandidateRanker.from_string(ranker_text)
         priors = Priors.from_dict(json.loads(priors_text))
+        calibration = Calibration.from_dict(json.loads(calibration_text)) if calibration_text else None
     except Exception as exc:  # lightgbm raises its own error type for a bad model string
         raise ModelMismatchError(where, f"has files that do not load ({type(exc).__name__}: {exc})") from None
-    return Model(ranker, priors, card, where, _sha256(head))
+    return Model(ranker, priors, card, where, _sha256(head), calibration)
 
 
 _LOADED: dict[tuple[str, tuple], Model] = {}
@@ -262,7 +286,7 @@ def _signature(folder: Path | Traversable) -> tuple:
     if not isinstance(folder, Path):
         return ()
     found = []
-    for name in (MANIFEST, RANKER_FILE, PRIORS_FILE):
+    for name in (MANIFEST, RANKER_FILE, PRIORS_FILE, CALIBRATION_FILE):
         try:
             st = (folder / name).stat()
             found.append((st.st_size, st.st_mtime_ns, st.st_ino))

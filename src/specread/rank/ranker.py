@@ -167,7 +167,12 @@ class CandidateRanker:
         return X
 
     def fit(
-        self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, base: CandidateRanker | None = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray,
+        base: CandidateRanker | None = None,
+        sample_weight: np.ndarray | None = None,
     ) -> CandidateRanker:
         """Fit on candidate rows.
 
@@ -178,6 +183,8 @@ class CandidateRanker:
                 margin is taken within each group.
             base: a fitted ranker to continue from (fine-tuning): its trees stay,
                 and ``n_estimators`` new ones correct them on this data.
+            sample_weight: each row's weight in the loss (1 by default); a row of weight 0
+                still counts in its group's rule margin.
 
         Raises:
             ValueError: shapes disagree, there is no positive row, or ``base`` was
@@ -192,7 +199,7 @@ class CandidateRanker:
             raise ValueError("training data has no positive candidate")
         base_booster = self._base_booster(base)
         design, init = self._design(X, groups)
-        data = self._dataset(design, y, self._start(design, init, base_booster))
+        data = self._dataset(design, y, self._start(design, init, base_booster), weight=sample_weight)
         self.booster_ = self._boost(data, base_booster=base_booster)
         return self
 
@@ -350,13 +357,18 @@ class CandidateRanker:
 
     @staticmethod
     def _dataset(
-        data: np.ndarray | list, y: np.ndarray, init: np.ndarray, reference: lgb.Dataset | None = None
+        data: np.ndarray | list,
+        y: np.ndarray,
+        init: np.ndarray,
+        reference: lgb.Dataset | None = None,
+        weight: np.ndarray | None = None,
     ) -> lgb.Dataset:
         import lightgbm as lgb
 
         return lgb.Dataset(
             data,
             label=y,
+            weight=weight,
             init_score=init,
             feature_name=list(DESIGN_NAMES),
             categorical_feature=list(CATEGORICAL_FEATURES),
@@ -436,6 +448,11 @@ class CandidateRanker:
 
     def confidence(self, scores: Sequence[float], best: int) -> float:
         return float(scores[best]) if scores else 0.0
+
+    def shares(self, scores: Sequence[float]) -> list[float]:
+        """The probabilities normalised within the entity (each candidate's share of it)."""
+        total = float(sum(scores))
+        return [float(s) / total for s in scores] if total > 0 else [1.0 / len(scores)] * len(scores)
 
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -86,8 +86,13 @@ class RuleScorer:
 
     def confidence(self, scores: Sequence[float], best: int) -> float:
         """A softmax share of the winner: a rough, uncalibrated confidence."""
+        return self.shares(scores)[best] if scores else 0.0
+
+    def shares(self, scores: Sequence[float]) -> list[float]:
+        """The softmax of the scores: each candidate's share of the entity."""
         if not scores:
-            return 0.0
+            return []
         m = max(scores)
         exps = [math.exp(s - m) for s in scores]
-        return exps[best] / sum(exps)
+        total = sum(exps)
+        return [x / total for x in exps]

@@ -5,6 +5,10 @@ page, build each entity's candidates with their features, let the scorer pick
 one, and answer the priors' guess (or nothing) when the page has no candidate.
 A second, finer page of the same image may be given; it is read only when some
 entity found nothing, and answers only those entities.
+
+Entities that share a unit dimension are read as one family (:mod:`specread.rank.joint`):
+width, height and depth get their roles jointly, asked or not, so one printed size does not
+answer all three, and item weight is weighed against the maximum weight recommendation.
 """
 
 from __future__ import annotations
@@ -15,10 +19,16 @@ from typing import Protocol
 from specread.extract.candidates import find_mentions
 from specread.extract.features import page_candidates
 from specread.extract.priors import Priors
+from specread.rank.calibrate import Calibration
+from specread.rank.joint import assign, families
+from specread.settings import JointSettings
 from specread.types import Candidate, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
-__all__ = ["BLIND_CONFIDENCE", "Scorer", "Selector"]
+__all__ = ["BLIND_CONFIDENCE", "DEFAULT_JOINT", "Scorer", "Selector"]
+
+DEFAULT_JOINT = JointSettings()
+"""The whole-image assignment's costs a selector uses unless told otherwise."""
 
 BLIND_CONFIDENCE = 0.05
 """Confidence of a prior's guess: nothing on the image supports it, so it is the first to review."""
@@ -33,6 +43,10 @@ class Scorer(Protocol):
 
     def confidence(self, scores: Sequence[float], best: int) -> float: ...
 
+    def shares(self, scores: Sequence[float]) -> list[float]:
+        """Each candidate's share of the entity (non-negative, summing to 1): the joint reader's input."""
+        ...
+
 
 class Selector:
     """Picks one answer per entity from a page.
@@ -41,12 +55,24 @@ class Selector:
         scorer: candidate scorer (rules or the learned ranker).
         priors: training-label priors (features and blind guesses).
         use_priors_fallback: when no candidate exists, answer the prior's guess.
+        joint: the whole-image assignment's settings; None (or ``enabled`` false) reads each entity on its own.
+        calibration: raw confidence -> held-out accuracy per entity (the model folder's); without
+            it a prediction carries the raw confidence.
     """
 
-    def __init__(self, scorer: Scorer, priors: Priors, use_priors_fallback: bool = True) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        priors: Priors,
+        use_priors_fallback: bool = True,
+        joint: JointSettings | None = DEFAULT_JOINT,
+        calibration: Calibration | None = None,
+    ) -> None:
         self.scorer = scorer
         self.priors = priors
         self.use_priors_fallback = use_priors_fallback
+        self.joint = joint if joint is not None and joint.enabled else None
+        self.calibration = calibration
 
     def select(
         self,
@@ -69,23 +95,11 @@ class Selector:
         mentions = find_mentions(page)
         preds: dict[str, Prediction] = {}
         all_cands: dict[str, list[Candidate]] = {}
-        for entity in entities:
-            cands = page_candidates(page, mentions, entity, self.priors, group_id)
-            all_cands[entity] = cands
-            if cands:
-                scores = self.scorer.score(entity, cands)
-                best = max(range(len(cands)), key=scores.__getitem__)
-                win = cands[best]
-                preds[entity] = Prediction(
-                    entity,
-                    win.quantity.value,
-                    win.quantity.unit,
-                    confidence=self.scorer.confidence(scores, best),
-                    source=self.scorer.name,
-                    evidence=win,
-                )
-            else:
-                preds[entity] = self.blind_guess(entity, group_id)
+        for family in families(entities) if self.joint else [(e,) for e in entities]:
+            roles = family if len(family) > 1 else tuple(e for e in family if e in entities)
+            cands = {r: page_candidates(page, mentions, r, self.priors, group_id) for r in roles}
+            for entity, pred in self._choose(cands, entities, group_id).items():
+                preds[entity], all_cands[entity] = pred, cands[entity]
         missing = [e for e in entities if not all_cands[e]]
         if missing and retry is not None:
             finer = retry()
@@ -94,7 +108,38 @@ class Selector:
                 for e in missing:
                     if more.candidates[e]:
                         preds[e], all_cands[e] = more.predictions[e], more.candidates[e]
-        return ReadResult(page, preds, all_cands)
+        return ReadResult(page, {e: preds[e] for e in entities}, {e: all_cands[e] for e in entities})
+
+    def _choose(
+        self, cands: dict[str, list[Candidate]], asked: Sequence[str], group_id: str | None
+    ) -> dict[str, Prediction]:
+        """The predictions of the asked roles among ``cands`` (one family's roles, or one entity)."""
+        scores = {r: self.scorer.score(r, c) if c else [] for r, c in cands.items()}
+        if len(cands) == 1 or self.joint is None:
+            picks = {r: (max(range(len(s)), key=s.__getitem__), None) for r, s in scores.items() if s}
+        else:
+            shares = {r: self.scorer.shares(s) for r, s in scores.items()}
+            chosen = assign(cands, shares, asked, self.priors, self.joint)
+            picks = {r: (ch.index, ch.confidence) for r, ch in chosen.items() if ch.index is not None}
+        out: dict[str, Prediction] = {}
+        for r in cands:
+            if r not in asked:
+                continue
+            if r not in picks:
+                out[r] = self.blind_guess(r, group_id)
+                continue
+            best, raw = picks[r]
+            win = cands[r][best]
+            raw = self.scorer.confidence(scores[r], best) if raw is None else raw
+            out[r] = Prediction(
+                r,
+                win.quantity.value,
+                win.quantity.unit,
+                confidence=raw if self.calibration is None else self.calibration(r, raw),
+                source=self.scorer.name,
+                evidence=win,
+            )
+        return out
 
     def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
         """The prior's answer when the image gives none (or an empty prediction if disabled)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,12 @@ import numpy as np
 from specread.extract.candidates import find_mentions
 from specread.extract.features import CAPACITY_FEATURES
 from specread.extract.priors import Priors
+from specread.rank.joint import family_of
 from specread.rank.ranker import CandidateRanker
-from specread.rank.select import Scorer, Selector
+from specread.rank.select import DEFAULT_JOINT, Scorer, Selector
 from specread.rank.shards import linked_components, row_examples
-from specread.types import LabelledRow, OcrPage
+from specread.settings import JointSettings
+from specread.types import LabelledRow, OcrPage, Prediction
 
 __all__ = [
     "CAPACITIES",
@@ -35,6 +38,8 @@ __all__ = [
     "LabelledRow",
     "build_examples",
     "capacity_params",
+    "cross_read",
+    "cross_validate",
     "fit_ranker",
     "grouped_folds",
     "load_labelled_rows",
@@ -106,12 +111,25 @@ def load_labelled_rows(
     return out
 
 
-def build_examples(rows: Sequence[LabelledRow], priors: Priors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Feature matrix, labels and row id (query) for every candidate of every row."""
+def build_examples(
+    rows: Sequence[LabelledRow], priors: Priors, cross_roles: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Feature matrix, labels, query id and weight for every candidate of every row.
+
+    A row's own query id is its position in ``rows``.
+
+    With ``cross_roles`` > 0 a row also teaches its family's other roles
+    (:func:`specread.rank.joint.family_of`): a depth labelled 210.82 cm says that 210.82 cm is
+    probably not the width. Each other role gets a query of its candidates, all negative, where
+    those equal to the label weigh ``cross_roles`` (how often two roles' labels differ) and the
+    rest weigh 0 (unknown; they only set the query's rule margin).
+    """
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     qs: list[np.ndarray] = []
+    ws: list[np.ndarray] = []
     mentions_cache: dict[str, list] = {}
+    extra = len(rows)  # the other roles' queries are numbered after the rows'
     for qid, row in enumerate(rows):
         mentions = mentions_cache.get(row.key)
         if mentions is None:
@@ -119,12 +137,21 @@ def build_examples(rows: Sequence[LabelledRow], priors: Priors) -> tuple[np.ndar
         X, hits = row_examples(row, mentions, priors)
         if not len(hits):
             continue
-        xs.append(X)
-        ys.append(hits.astype(np.float32))
-        qs.append(np.full(len(hits), qid, dtype=np.int64))
+        queries = [(qid, X, hits.astype(np.float32), np.ones(len(hits), np.float32))]
+        if cross_roles > 0 and hits.any():
+            for other in family_of(row.entity):
+                if other != row.entity:
+                    Xo, same = row_examples(replace(row, entity=other), mentions, priors)
+                    queries.append((extra, Xo, np.zeros(len(same), np.float32), same * np.float32(cross_roles)))
+                    extra += 1
+        for q, Xq, yq, wq in queries:
+            xs.append(Xq)
+            ys.append(yq)
+            ws.append(wq.astype(np.float32))
+            qs.append(np.full(len(yq), q, dtype=np.int64))
     if not xs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    return np.vstack(xs), np.concatenate(ys), np.concatenate(qs)
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.vstack(xs), np.concatenate(ys), np.concatenate(qs), np.concatenate(ws)
 
 
 def grouped_folds(rows: Sequence[LabelledRow], k: int = 5, seed: int = 0) -> list[int]:
@@ -148,6 +175,7 @@ def fit_ranker(
     priors: Priors,
     seed: int = 0,
     base: CandidateRanker | None = None,
+    cross_roles: float = 0.0,
     **params: object,
 ) -> CandidateRanker:
     """Fit a :class:`CandidateRanker` on labelled rows (deterministic for a given seed).
@@ -159,12 +187,45 @@ def fit_ranker(
     are this call's. Without a base, the settings not given in ``params`` are those the
     number of training images supports (:func:`capacity_params`).
     """
-    X, y, q = build_examples(rows, priors)
+    X, y, q, w = build_examples(rows, priors, cross_roles)
     if base is not None:
         params = {"rule_weight": base.rule_weight, "ignore_features": base.ignore_features, **params}
     else:
         params = {**capacity_params(len({r.key for r in rows})), **params}
-    return CandidateRanker(seed=seed, **params).fit(X, y, q, base=base)  # type: ignore[arg-type]
+    weight = None if cross_roles <= 0 else w
+    return CandidateRanker(seed=seed, **params).fit(X, y, q, base=base, sample_weight=weight)  # type: ignore[arg-type]
+
+
+def cross_read(
+    rows: Sequence[LabelledRow],
+    priors: Priors,
+    make_scorer: Callable[[Sequence[LabelledRow]], Scorer],
+    k: int = 5,
+    seed: int = 0,
+    retry: Callable[[LabelledRow], OcrPage | None] | None = None,
+    ask: Callable[[LabelledRow], Sequence[str]] | None = None,
+    joint: JointSettings | None = DEFAULT_JOINT,
+) -> list[dict[str, Prediction]]:
+    """Out-of-fold answers for every row: ``make_scorer`` is fitted on the other grouped folds.
+
+    Each row's image is asked for ``ask(row)`` (default: the row's own entity; the whole-image
+    benchmark asks every dimension at once), read as :meth:`Selector.select` reads it, with
+    ``retry`` giving a row's finer second OCR page when the first has no candidate.
+
+    Returns:
+        Per row (in order), entity -> prediction for every asked entity.
+    """
+    folds = grouped_folds(rows, k, seed)
+    out: list[dict[str, Prediction]] = [{} for _ in rows]
+    for f in range(k):
+        selector = Selector(make_scorer([r for r, g in zip(rows, folds, strict=True) if g != f]), priors, joint=joint)
+        for i, (row, g) in enumerate(zip(rows, folds, strict=True)):
+            if g != f:
+                continue
+            again = (lambda row=row: retry(row)) if retry else None
+            entities = list(ask(row)) if ask else [row.entity]
+            out[i] = selector.select(row.page, entities, row.group_id or None, again).predictions
+    return out
 
 
 def cross_validate(
@@ -175,25 +236,12 @@ def cross_validate(
     seed: int = 0,
     retry: Callable[[LabelledRow], OcrPage | None] | None = None,
 ) -> tuple[dict[str, str], dict[str, float]]:
-    """Out-of-fold predictions for every row: ``make_scorer`` is fitted on the other folds.
-
-    ``retry`` gives a row's finer second OCR page, read as :meth:`Selector.select` does
-    when the first page has no candidate for the row's entity.
+    """Out-of-fold predictions for every row (:func:`cross_read`, each row asked for its own entity).
 
     Returns:
         ``(index -> prediction text, index -> confidence)`` keyed by row position.
     """
-    folds = grouped_folds(rows, k, seed)
-    preds: dict[str, str] = {}
-    confs: dict[str, float] = {}
-    for f in range(k):
-        scorer = make_scorer([r for r, g in zip(rows, folds, strict=True) if g != f])
-        selector = Selector(scorer, priors)
-        for i, (row, g) in enumerate(zip(rows, folds, strict=True)):
-            if g != f:
-                continue
-            again = (lambda row=row: retry(row)) if retry else None
-            pred = selector.select(row.page, [row.entity], row.group_id or None, again).predictions[row.entity]
-            preds[str(i)] = pred.text
-            confs[str(i)] = pred.confidence
+    answers = cross_read(rows, priors, make_scorer, k, seed, retry)
+    preds = {str(i): a[r.entity].text for i, (r, a) in enumerate(zip(rows, answers, strict=True))}
+    confs = {str(i): a[r.entity].confidence for i, (r, a) in enumerate(zip(rows, answers, strict=True))}
     return preds, confs

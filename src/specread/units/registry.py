@@ -141,6 +141,10 @@ class UnitRegistry:
         unit = dict(spec.coerce).get(unit, unit)
         return unit if unit in spec.units else None
 
+    def to_base(self, value: float, unit: str) -> float:
+        """``value`` in the base unit of ``unit``'s dimension, so sizes in centimetres and inches compare."""
+        return value * self.unit(unit).factor
+
     def convert(self, value: float, src: str, dst: str) -> float:
         """Exact conversion between two units of one dimension."""
         a, b = self.unit(src), self.unit(dst)
