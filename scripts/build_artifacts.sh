@@ -6,7 +6,7 @@
 #                accurate preset (detector side 960);
 #   model.json   the manifest `specread train` writes: OCR settings, data fingerprints, hold-out
 #                metrics, parameters (see specread.rank.model).
-# Needs ../shared/data (see README). Deterministic: the same inputs (and the same cached OCR pages)
+# Needs ../shared/data (see CONTRIBUTING.md). Deterministic: the same inputs (and the same cached OCR pages)
 # give the same files byte for byte; the committed folder was built by this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."

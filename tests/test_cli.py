@@ -43,6 +43,21 @@ def test_help_lists_every_command(cli: CliInvoke) -> None:
         assert f" {name} " in result.output, name
 
 
+def test_version_prints_the_package_version_and_exits(cli: CliInvoke) -> None:
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"specread {version('specread')}"
+
+
+def test_version_comes_before_any_command(cli: CliInvoke) -> None:
+    # Eager: answered even with a command after it, and no command runs.
+    result = cli("--version", "predict")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("specread ")
+
+
 @pytest.mark.parametrize("command", sorted(REQUIRED_COMMANDS))
 def test_every_command_has_help(cli: CliInvoke, command: str) -> None:
     result = cli(command, "--help")

@@ -168,6 +168,7 @@ class Prediction:
         return Answer(self.value, self.unit).text
 
     def to_dict(self) -> dict[str, Any]:
+        """One entity's part of the ``specread read --json`` / ``POST /v1/read`` document (a stable contract)."""
         out: dict[str, Any] = {
             "entity": self.entity,
             "prediction": self.text,

@@ -12,11 +12,13 @@ in one ``error:`` line and exit status 2.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
 from specread.cli import data, predict, review, serve, train, vlm
 from specread.cli.errors import cli_errors
+from specread.version import __version__
 
 __all__ = ["app", "main"]
 
@@ -25,6 +27,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    """Eager ``--version``: answered before any command is parsed, so it works with none given."""
+    if value:
+        typer.echo(f"specread {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print specread's version and exit."),
+    ] = False,
+) -> None:
+    """Options before any command (only ``--version``); the app's help text is the ``Typer(help=...)`` above."""
+
 
 for _command in (
     predict.predict,

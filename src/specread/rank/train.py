@@ -52,7 +52,7 @@ CAPACITY_MIN_IMAGES = 5_000
 capacity features with 15-leaf trees score like today's settings at 853 images (test-weighted
 F1 0.764 against 0.770, sd ~0.006) but gain more per doubling (+1.28 points against +1.06);
 the fitted curves cross near 2,400 images. Twice that, so a small set keeps the settings it
-was measured with; the crossing is an extrapolation, weak evidence (see the README).
+was measured with; the crossing is an extrapolation, weak evidence (see docs/benchmarks.md).
 """
 
 LARGE_SET_PARAMS: dict[str, object] = {"num_leaves": 15, "min_child_samples": 40}
