@@ -313,7 +313,7 @@ def test_queued_image_bytes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(worker, "read_image", blocked)
     png = _make_png()
-    app = create_app(_make_settings(max_queued_bytes=len(png) + 10))
+    app = create_app(_make_settings(max_queued_bytes=len(png) + 1000))  # the body: the image and its form framing
     with TestClient(app) as c:
         first = threading.Thread(target=_post_image, args=(c, png))
         first.start()
