@@ -59,8 +59,23 @@ def serve(
         ),
     ] = DEFAULT_SERVICE.body_timeout,
     max_connections: Annotated[
-        int, typer.Option("--max-connections", min=1, help="Open connections served at once; over it, 503.")
+        int,
+        typer.Option(
+            "--max-connections", min=1, help="Requests served at once, all clients (idle connections do not count)."
+        ),
     ] = DEFAULT_SERVICE.max_connections,
+    max_client_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-client-connections",
+            min=1,
+            help="Connections one client address may carry requests on; a request on another gets 503.",
+        ),
+    ] = DEFAULT_SERVICE.max_client_connections,
+    max_client_requests: Annotated[
+        int,
+        typer.Option("--max-client-requests", min=1, help="Requests in flight from one client address; over it, 503."),
+    ] = DEFAULT_SERVICE.max_client_requests,
     forwarded_allow_ips: Annotated[
         str,
         typer.Option(
@@ -96,6 +111,8 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         max_connections=max_connections,
+        max_client_connections=max_client_connections,
+        max_client_requests=max_client_requests,
         forwarded_allow_ips=tuple(ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()),
     )
     run_service(settings, host=host, port=port, log_level=log_level)
