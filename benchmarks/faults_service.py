@@ -36,6 +36,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import httpx
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -57,9 +58,14 @@ def _result(family: str, case: str, handled: bool, detail: str, **fields: object
     return {"family": family, "case": case, "handled": bool(handled), **base, **fields, "detail": detail[:300]}
 
 
-def _label_png() -> bytes:
+def _label_png(tiles: int = 1) -> bytes:
+    """A label image; with ``tiles``, that many copies on one page (more lines: a slower read)."""
+    tile = label_image()
+    page = Image.new("RGB", (tile.width * 2, tile.height * ((tiles + 1) // 2)), "white")
+    for n in range(tiles):
+        page.paste(tile, ((n % 2) * tile.width, (n // 2) * tile.height))
     buf = io.BytesIO()
-    label_image().save(buf, "PNG")
+    page.save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -363,7 +369,7 @@ def _review(work: Path, names: dict[str, str], timeout: float) -> list[dict]:
 
 # -- all of them ---------------------------------------------------------------------------------------------------
 def _service_families(work: Path, quick: bool, timeout: float) -> list[dict]:
-    image = _label_png()
+    image = _label_png(tiles=24)  # a read of about a second: abandoned ones left in the queue would show
     results: list[dict] = []
     with _server(work / "serve") as server:
         _read(server.port, "127.0.0.5", image, timeout)  # the first read after start-up is slower
