@@ -60,8 +60,8 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from specread.service.guards import FORM_SLACK, GuardMiddleware
-from specread.service.limits import ByteBudget, ClientLimitMiddleware
+from specread.service.guards import FORM_SLACK, ClientLimitMiddleware, GuardMiddleware
+from specread.service.limits import ByteBudget
 from specread.service.pool import OcrPool
 from specread.service.routes import add_error_handlers, add_routes
 from specread.settings import ServiceSettings

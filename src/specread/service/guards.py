@@ -5,6 +5,7 @@
   Pillow's ``MAX_IMAGE_PIXELS`` (the decompression-bomb limit) from the
   header, before anything is decoded.
 * :func:`read_upload` reads an uploaded file into one buffer, up to a limit.
+* :class:`ClientLimitMiddleware` bounds the requests in flight per client address.
 * :class:`GuardMiddleware` guards every HTTP request whatever the ASGI server:
   body size and time limits, the byte budget taken as the body arrives
   (:mod:`specread.service.limits`), HEAD as GET, relative redirects, security headers.
@@ -16,6 +17,7 @@ Every error here is answered as the service's JSON error document
 from __future__ import annotations
 
 import io
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,9 +30,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from specread.errors import ApiError
 from specread.io.images import IMAGE_FORMATS
-from specread.service.limits import ByteBudget, Reservation
+from specread.service.limits import HEALTH_PATH, ByteBudget, Reservation, busy
 
-__all__ = ["FORM_SLACK", "GuardMiddleware", "check_image", "error_response", "http_error_response", "read_upload"]
+__all__ = [
+    "FORM_SLACK",
+    "ClientLimitMiddleware",
+    "GuardMiddleware",
+    "check_image",
+    "error_response",
+    "http_error_response",
+    "read_upload",
+]
 
 MiB = 1024 * 1024
 FORM_SLACK = 256 * 1024
@@ -263,3 +273,38 @@ class GuardMiddleware:
         finally:
             if share is not None:
                 share.close()
+
+
+class ClientLimitMiddleware:
+    """At most ``limit`` requests in flight per client address; the next gets a JSON 503 with ``Retry-After``.
+
+    The address is ``scope["client"]``: the peer, or the client a trusted proxy names (uvicorn
+    rewrites it). In flight means from the request's headers to its answer, so it covers an
+    upload being read, a request queued for OCR and one being read.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == HEALTH_PATH:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        key = str(client[0]) if client else ""
+        if self.in_flight[key] >= self.limit:
+            refusal = busy(f"more than {self.limit} requests in flight from your address; retry shortly")
+            # closed (gracefully, its body drained) rather than kept: the client is over its share already
+            headers = {**(refusal.headers or {}), "Connection": "close"}
+            answer = error_response(refusal.status, refusal.code, refusal.message, headers=headers)
+            await answer(scope, receive, send)
+            return
+        self.in_flight[key] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[key] -= 1
+            if not self.in_flight[key]:
+                del self.in_flight[key]

@@ -5,10 +5,10 @@
   (:class:`Reservation`, through :class:`specread.service.guards.GuardMiddleware`), not once it
   is queued: a hundred large uploads read side by side would otherwise all be held before the
   first is refused. A refused request is answered 503 with ``Retry-After``.
-* :class:`ClientLimitMiddleware` bounds the requests in flight from one client address
-  (``max_client_requests``), so one client's burst queues behind its own requests, not in
-  front of everyone else's. ``/healthz`` is never limited: a monitor must see a busy service
-  as busy, not as dead.
+* :class:`specread.service.guards.ClientLimitMiddleware` bounds the requests in flight from
+  one client address (``max_client_requests``), so one client's burst queues behind its own
+  requests, not in front of everyone else's. ``/healthz`` is never limited: a monitor must see
+  a busy service as busy, not as dead.
 * :func:`until_disconnected` runs a coroutine (the wait for an OCR worker) but cancels it
   when the client goes away: an abandoned request leaves the queue instead of costing a
   worker's time while fresh requests wait behind it.
@@ -17,12 +17,11 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Awaitable
 from typing import TypeVar
 
 import anyio
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive
 
 from specread.errors import ApiError
 
@@ -30,7 +29,6 @@ __all__ = [
     "HEALTH_PATH",
     "ByteBudget",
     "ClientGoneError",
-    "ClientLimitMiddleware",
     "Reservation",
     "busy",
     "until_disconnected",
@@ -150,38 +148,3 @@ async def until_disconnected(receive: Receive, work: Awaitable[T]) -> T:
             raise ClientGoneError
         raise anyio.get_cancelled_exc_class()  # pragma: no cover - the caller itself was cancelled
     return result
-
-
-class ClientLimitMiddleware:
-    """At most ``limit`` requests in flight per client address; the next gets a JSON 503 with ``Retry-After``.
-
-    The address is ``scope["client"]``: the peer, or the client a trusted proxy names (uvicorn
-    rewrites it). In flight means from the request's headers to its answer, so it covers an
-    upload being read, a request queued for OCR and one being read.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-        self.in_flight: Counter[str] = Counter()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == HEALTH_PATH:
-            await self.app(scope, receive, send)
-            return
-        from specread.service.guards import error_response  # guards imports this module
-
-        client = scope.get("client")
-        key = str(client[0]) if client else ""
-        if self.in_flight[key] >= self.limit:
-            refusal = busy(f"more than {self.limit} requests in flight from your address; retry shortly")
-            answer = error_response(refusal.status, refusal.code, refusal.message, headers=refusal.headers)
-            await answer(scope, receive, send)
-            return
-        self.in_flight[key] += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight[key] -= 1
-            if not self.in_flight[key]:
-                del self.in_flight[key]
