@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="specread-load-") as tmp:
         cmd = [sys.executable, "-c", "from specread.cli import app; app()", "serve", "--port", str(port)]
         cmd += ["--workers", str(args.workers), "--cache-dir", tmp, "--log-level", "warning"]
+        # one client (this process) sends them all: lift the per-client limits that would answer it 503
+        lifted = str(args.requests + 16)
+        cmd += ["--max-client-connections", lifted, "--max-client-requests", lifted, "--max-connections", lifted]
         log = open(os.path.join(tmp, "serve.log"), "w+")  # noqa: SIM115 - closed below
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=log)

@@ -163,6 +163,26 @@ def test_only_images_inside_the_images_folder_are_served(client: TestClient, dat
     _error(client.get("/v1/review/image", params={"name": "notes.txt"}), 415, "not_an_image")
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["a" * 1024, "d/" + "a" * 300 + ".png", "loop1", "loop1/x.png", "self.png", "/".join(["d"] * 500) + "/x.png"],
+    ids=["1024-chars", "300-char-part", "link-loop", "through-a-loop", "self-link", "deep-path"],
+)
+def test_odd_image_names_are_404_never_500(client: TestClient, data: ReviewData, name: str) -> None:
+    os.symlink("loop2", data.images / "loop1")
+    os.symlink("loop1", data.images / "loop2")
+    os.symlink("self.png", data.images / "self.png")
+    (data.images / "d").mkdir()
+    os.symlink(".", data.images / "d" / "d")  # d/d/d/... resolves, however deep, to a folder without x.png
+    _error(client.get("/v1/review/image", params={"name": name}), 404, "image_not_found")
+
+
+def test_names_with_a_nul_or_dots_are_refused(client: TestClient) -> None:
+    for name in ("label_0.png\x00.txt", "x/../label_0.png", "../images/label_0.png"):
+        _error(client.get("/v1/review/image", params={"name": name}), 403, "path_not_allowed")
+    _error(client.get("/v1/review/image", params={"name": "a" * 1025}), 422, "invalid_request")
+
+
 def test_images_over_the_size_limit_are_refused(data: ReviewData, labels: Path) -> None:
     with _client(data, labels, max_upload_bytes=100) as small:
         _error(small.get("/v1/review/image", params={"name": "label_0.png"}), 413, "image_too_large")

@@ -313,7 +313,7 @@ def test_queued_image_bytes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(worker, "read_image", blocked)
     png = _make_png()
-    app = create_app(_make_settings(max_queued_bytes=len(png) + 10))
+    app = create_app(_make_settings(max_queued_bytes=len(png) + 1000))  # the body: the image and its form framing
     with TestClient(app) as c:
         first = threading.Thread(target=_post_image, args=(c, png))
         first.start()
@@ -480,6 +480,8 @@ def test_service_cache_when_asked(fake_rapidocr: FakeEngine, tmp_path: Path) -> 
         {"header_timeout": float("inf")},
         {"body_timeout": -1},
         {"max_connections": 0},
+        {"max_client_connections": 0},
+        {"max_client_requests": 0},
         {"forwarded_allow_ips": ("not-an-ip",)},
         {"forwarded_allow_ips": "127.0.0.1"},
     ],
@@ -496,8 +498,18 @@ def test_default_settings_and_uvicorn_options() -> None:
     options = uvicorn_options(settings)
     assert options["proxy_headers"] is False and options["limit_concurrency"] == 100
     assert options["http"].header_timeout == 10.0
-    trusting = uvicorn_options(_make_settings(forwarded_allow_ips=("10.0.0.1", "10.1.0.0/16")))
+    assert options["http"].client_connections == settings.max_client_connections
+    proxies = _make_settings(forwarded_allow_ips=("10.0.0.1", "10.1.0.0/16"))
+    trusting = uvicorn_options(proxies)
     assert trusting["proxy_headers"] is True and trusting["forwarded_allow_ips"] == ["10.0.0.1", "10.1.0.0/16"]
+    assert [trusting["http"].trusted(a) for a in ("10.1.2.3", "10.0.0.1", "10.0.0.2", "::1", "x")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert not options["http"].trusted("127.0.0.1")
 
 
 @pytest.fixture
@@ -518,10 +530,12 @@ def test_serve_defaults(cli: CliInvoke, served: dict) -> None:
 
 def test_serve_options_reach_the_settings(cli: CliInvoke, served: dict, tmp_path: Path) -> None:
     args = ["--header-timeout", "3", "--body-timeout", "20", "--max-connections", "7", "--cache-dir", tmp_path]
+    args += ["--max-client-connections", "5", "--max-client-requests", "4"]
     result = cli("serve", *args, "--forwarded-allow-ips", "10.0.0.1, 10.1.0.0/16")
     assert result.exit_code == 0, result.output
     s = served["settings"]
     assert (s.header_timeout, s.body_timeout, s.max_connections) == (3.0, 20.0, 7)
+    assert (s.max_client_connections, s.max_client_requests) == (5, 4)
     assert s.forwarded_allow_ips == ("10.0.0.1", "10.1.0.0/16")
     assert s.reader.cache_dir == str(tmp_path)
     assert cli("serve", "--no-cache").exit_code == 0 and served["settings"].reader.cache_dir is None

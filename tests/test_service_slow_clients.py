@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import select
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from tempfile import SpooledTemporaryFile
 
 import pytest
@@ -23,8 +22,13 @@ uvicorn = pytest.importorskip("uvicorn")
 
 import starlette.formparsers  # noqa: E402
 
+from service_server import connect as _connect  # noqa: E402
+from service_server import json_error as _json_error  # noqa: E402
+from service_server import one_response as _one_response  # noqa: E402
+from service_server import parse as _parse  # noqa: E402
+from service_server import read_until_closed as _read_until_closed  # noqa: E402
+from service_server import running as _running  # noqa: E402
 from specread import settings as settings_module  # noqa: E402
-from specread.service.app import create_app, uvicorn_options  # noqa: E402
 from specread.settings import ReaderConfig, ServiceSettings  # noqa: E402
 
 HEADER_TIMEOUT = 1.0
@@ -44,83 +48,10 @@ def _settings(**overrides: object) -> ServiceSettings:
     return ServiceSettings(**(base | overrides))  # type: ignore[arg-type]
 
 
-@contextmanager
-def _running(settings: ServiceSettings, wrap: Callable | None = None) -> Iterator[int]:
-    """Serve ``create_app(settings)`` (wrapped by ``wrap``) with :func:`uvicorn_options`; yields the port."""
-    app = create_app(settings)
-    config = uvicorn.Config(wrap(app) if wrap else app, log_level="error", **uvicorn_options(settings))
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     with _running(_settings()) as p:
         yield p
-
-
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
-def _read_until_closed(sock: socket.socket, within: float) -> bytes:
-    """Everything the server sends until it closes; fails if it is still open after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    data = b""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"the server kept the connection open for over {within:g} s (got {data[:200]!r})")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            return data
-        except TimeoutError:
-            continue
-        if not chunk:
-            return data
-        data += chunk
-
-
-def _parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), headers, body
-
-
-def _json_error(raw: bytes, status: int, code: str) -> dict:
-    got, headers, body = _parse(raw)
-    assert got == status, raw[:300]
-    assert headers["content-type"].startswith("application/json")
-    error = json.loads(body)["error"]
-    assert error["code"] == code and error["message"]
-    return error
-
-
-def _one_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Read exactly one response with a Content-Length (the connection stays open)."""
-    raw = b""
-    while b"\r\n\r\n" not in raw:
-        raw += sock.recv(65536)
-    status, headers, body = _parse(raw)
-    while len(body) < int(headers.get("content-length", 0)):
-        body += sock.recv(65536)
-    return status, headers, body
 
 
 def _upload_head(rest: int = 100_000) -> bytes:
@@ -291,28 +222,6 @@ def test_protocol_faults_get_json_errors(port: int, request_bytes: bytes, status
             sock.sendall(request_bytes)
         raw = _read_until_closed(sock, SLACK + 2)
     _json_error(raw, status, code)
-
-
-# -- the connection limit ------------------------------------------------------------------------------------------
-def test_connections_over_the_limit_get_json_503() -> None:
-    request = b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    with _running(_settings(max_connections=2, header_timeout=10)) as p, _connect(p):
-        with _connect(p):
-            time.sleep(0.2)  # both accepted by the server
-            with _connect(p) as third:
-                third.sendall(request)
-                raw = _read_until_closed(third, 5)
-            _json_error(raw, 503, "busy")
-            assert _parse(raw)[1]["retry-after"] == "1"
-        deadline = time.monotonic() + 5  # one idle connection gone: two is within the limit
-        while True:
-            with _connect(p) as second:
-                second.sendall(request)
-                status = _parse(_read_until_closed(second, 5))[0]
-            if status == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert status == 200
 
 
 # -- HEAD and forwarded headers through the real server ------------------------------------------------------------

@@ -330,7 +330,8 @@ class ServiceSettings:
             ``"thread"`` (one process; for tests and tiny deployments).
         max_upload_bytes: largest accepted image, uploaded or fetched.
         max_pending: most requests queued for or inside the pool before 503.
-        max_queued_bytes: most image bytes held for queued requests before 503.
+        max_queued_bytes: most request-body and image bytes held at once, counted as they
+            arrive (uploads being read, their decoded copies, queued images); over it, 503.
         fetch: URL fetch policy; default: public addresses only, capped at
             ``max_upload_bytes``.
         warmup: load the OCR models in every worker before accepting requests.
@@ -342,8 +343,13 @@ class ServiceSettings:
             :func:`specread.service.app.serve` only.
         body_timeout: seconds a request body may take in all; no single wait for
             the next piece may exceed ``min(body_timeout, BODY_IDLE_TIMEOUT)`` (15) seconds.
-        max_connections: open connections served at once; a request on one over
-            it gets 503 (under :func:`specread.service.app.serve`: uvicorn's ``limit_concurrency``).
+        max_connections: requests served at once, all clients together; one over it gets
+            503. Idle connections do not count (under :func:`specread.service.app.serve`).
+        max_client_connections: connections one client address (the peer; a trusted
+            proxy is exempt) may carry requests on at once; a request on a later one gets 503,
+            except ``/healthz`` (under :func:`specread.service.app.serve`).
+        max_client_requests: requests in flight from one client address (after trusted
+            ``X-Forwarded-For``), from its headers to its answer; over it, 503 (``/healthz`` exempt).
         forwarded_allow_ips: proxy addresses or networks (or ``"*"``) whose
             ``X-Forwarded-For``/``-Proto`` headers are trusted; empty: none.
     """
@@ -360,14 +366,16 @@ class ServiceSettings:
     header_timeout: float = _SERVICE["header_timeout"]
     body_timeout: float = _SERVICE["body_timeout"]
     max_connections: int = _SERVICE["max_connections"]
+    max_client_connections: int = _SERVICE["max_client_connections"]
+    max_client_requests: int = _SERVICE["max_client_requests"]
     forwarded_allow_ips: tuple[str, ...] = tuple(_SERVICE["forwarded_allow_ips"])
 
     def __post_init__(self) -> None:
-        counts = (self.workers, self.max_pending, self.max_upload_bytes, self.max_queued_bytes, self.max_connections)
-        if min(counts) < 1:
-            raise ValueError(
-                "workers, max_pending, max_upload_bytes, max_queued_bytes and max_connections must be at least 1"
-            )
+        counts = ("workers", "max_pending", "max_upload_bytes", "max_queued_bytes", "max_connections")
+        counts += ("max_client_connections", "max_client_requests")
+        low = [name for name in counts if getattr(self, name) < 1]
+        if low:
+            raise ValueError(f"{', '.join(low)} must be at least 1")
         if self.executor not in ("process", "thread"):
             raise ValueError(f"unknown executor {self.executor!r}; choose one of: process, thread")
         for name in ("header_timeout", "body_timeout"):
@@ -382,6 +390,16 @@ class ServiceSettings:
                     ipaddress.ip_network(ip, strict=False)
             except ValueError:
                 raise ValueError(f"forwarded_allow_ips: {ip!r} is not an IP address, a network or '*'") from None
+
+    def trusted_proxy(self, address: str) -> bool:
+        """Whether ``address`` is in ``forwarded_allow_ips``: a proxy, whose clients are told apart by their headers."""
+        if "*" in self.forwarded_allow_ips:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.forwarded_allow_ips)
 
     @property
     def body_idle_timeout(self) -> float:

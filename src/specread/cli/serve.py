@@ -23,6 +23,24 @@ __all__ = ["serve"]
 DEFAULT_SERVICE = ServiceSettings()
 MIB = 1024 * 1024
 
+MaxConnectionsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-connections", min=1, help="Requests served at once, all clients (idle connections do not count)."
+    ),
+]
+MaxClientConnectionsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-client-connections",
+        min=1,
+        help="Connections one client address may carry requests on; a request on another gets 503.",
+    ),
+]
+MaxClientRequestsOpt = Annotated[
+    int, typer.Option("--max-client-requests", min=1, help="Requests in flight from one client address; over it, 503.")
+]
+
 
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -58,9 +76,9 @@ def serve(
             "--body-timeout", min=0.001, help="Seconds a request body may take in all (15 s at most per pause)."
         ),
     ] = DEFAULT_SERVICE.body_timeout,
-    max_connections: Annotated[
-        int, typer.Option("--max-connections", min=1, help="Open connections served at once; over it, 503.")
-    ] = DEFAULT_SERVICE.max_connections,
+    max_connections: MaxConnectionsOpt = DEFAULT_SERVICE.max_connections,
+    max_client_connections: MaxClientConnectionsOpt = DEFAULT_SERVICE.max_client_connections,
+    max_client_requests: MaxClientRequestsOpt = DEFAULT_SERVICE.max_client_requests,
     forwarded_allow_ips: Annotated[
         str,
         typer.Option(
@@ -96,6 +114,8 @@ def serve(
         header_timeout=header_timeout,
         body_timeout=body_timeout,
         max_connections=max_connections,
+        max_client_connections=max_client_connections,
+        max_client_requests=max_client_requests,
         forwarded_allow_ips=tuple(ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()),
     )
     run_service(settings, host=host, port=port, log_level=log_level)

@@ -52,7 +52,8 @@ def image_under(folder: str | Path, name: str) -> Path:
     """The file ``name`` inside ``folder``, refused if it would reach anywhere else.
 
     Refused: an empty name, an absolute path (``/etc/x``, ``C:\\x``), a backslash, ``..`` or ``.``
-    parts, a NUL, and any path (or link) that resolves outside ``folder``.
+    parts, a NUL, and any path (or link) that resolves outside ``folder``. A name the file system
+    cannot resolve (a link loop, a name too long) is no such image, never an OS error.
 
     Raises:
         PathNotAllowedError: the name reaches outside ``folder``.
@@ -70,12 +71,20 @@ def image_under(folder: str | Path, name: str) -> Path:
     )
     if unsafe:
         raise PathNotAllowedError(name, str(folder))
-    path = (root / name).resolve()
+    try:  # a link loop, a name too long for the file system, a folder we may not enter: no such image
+        path = (root / name).resolve()
+        if path.is_relative_to(root) and path.is_file():
+            return path
+    except (OSError, RuntimeError) as exc:  # RuntimeError: resolve() on a link loop (Python < 3.13)
+        raise ImageLoadError(name, f"no such image in {folder} ({_why(exc)})") from None
     if not path.is_relative_to(root):
         raise PathNotAllowedError(name, str(folder))
-    if not path.is_file():
-        raise ImageLoadError(name, f"no such image in {folder}")
-    return path
+    raise ImageLoadError(name, f"no such image in {folder}")
+
+
+def _why(exc: BaseException) -> str:
+    """An OS error's reason without the (possibly very long) path it names."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else "a symbolic link loop"
 
 
 class ReviewSession:

@@ -8,9 +8,8 @@ endpoint needs and a CLI does not:
   pool (processes by default, ``--workers`` of them, each holding one reader
   built by :func:`specread.readers.build_reader`); the event loop only
   parses requests, so ``/healthz`` answers at once under load. A full pool
-  queues requests up to ``max_pending`` (and ``max_queued_bytes`` of image
-  data, which bounds the memory a burst of large uploads can pin), then
-  answers 503. A worker that
+  queues requests up to ``max_pending``, then answers 503; a queued request
+  whose client disconnects leaves the queue. A worker that
   dies (out of memory...) breaks a process pool; it is replaced and the
   request gets a 503 instead of every later request failing.
 * **Hostile input.** The request body is counted while it is received and
@@ -20,6 +19,15 @@ endpoint needs and a CLI does not:
   run external programs), and the pixel count is checked against Pillow's
   ``MAX_IMAGE_PIXELS`` (the decompression-bomb limit) from the header,
   before anything is decoded. URLs go through :mod:`specread.service.fetch`.
+* **Bounded memory.** Request bodies and images are counted against
+  ``max_queued_bytes`` from the first byte received (uploads being read, their
+  copies, queued images); past it a request is answered 503 with ``Retry-After``
+  (:mod:`specread.service.limits`).
+* **No client starves the others.** A client address has at most
+  ``max_client_requests`` requests in flight and (under :func:`serve`)
+  ``max_client_connections`` connections carrying requests; the global
+  ``max_connections`` counts requests being served, never idle sockets;
+  ``/healthz`` is answered whatever the limits.
 * **Slow and hostile clients.** A request body must arrive within
   ``body_timeout`` seconds in all, with no pause longer than
   ``min(body_timeout, 15)`` seconds (408, and the half-sent upload is
@@ -52,7 +60,8 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
-from specread.service.guards import FORM_SLACK, GuardMiddleware
+from specread.service.guards import FORM_SLACK, ClientLimitMiddleware, GuardMiddleware
+from specread.service.limits import ByteBudget
 from specread.service.pool import OcrPool
 from specread.service.routes import add_error_handlers, add_routes
 from specread.settings import ServiceSettings
@@ -83,16 +92,20 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             await run_in_threadpool(pool.close)
 
     description = "Read product specifications (weight, volume, voltage, wattage, dimensions) off product images."
-    app = guarded_app(settings, description, lifespan)
+    app = guarded_app(settings, description, lifespan, pool.budget)
     app.state.pool = pool
     add_routes(app, settings, pool)
     return app
 
 
-def guarded_app(settings: ServiceSettings, description: str, lifespan: Any = None) -> FastAPI:
-    """The app every specread server starts from: API docs served locally, the guard middleware, JSON errors.
+def guarded_app(
+    settings: ServiceSettings, description: str, lifespan: Any = None, budget: ByteBudget | None = None
+) -> FastAPI:
+    """The app every specread server starts from: API docs served locally, the guard and client-limit middleware,
+    JSON errors.
 
     :func:`create_app` adds the read API to it, :func:`specread.service.review.create_review_app` the review.
+    ``budget`` is the byte budget request bodies are taken from (a new one of ``max_queued_bytes`` if None).
     """
     app = FastAPIOffline(
         title="specread",
@@ -102,19 +115,22 @@ def guarded_app(settings: ServiceSettings, description: str, lifespan: Any = Non
         static_url="/static-docs",
     )
     app.state.settings = settings
+    app.state.budget = budget or ByteBudget(settings.max_queued_bytes)
+    app.add_middleware(ClientLimitMiddleware, limit=settings.max_client_requests)  # inside the guard: added first
     app.add_middleware(
         GuardMiddleware,
         max_body=settings.max_upload_bytes + FORM_SLACK,
         max_upload=settings.max_upload_bytes,
         body_timeout=settings.body_timeout,
         body_idle_timeout=settings.body_idle_timeout,
+        budget=app.state.budget,
     )
     add_error_handlers(app)
     return app
 
 
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
-    """The uvicorn options that put ``settings`` in force (header timeout, connection limit, proxy trust).
+    """The uvicorn options that put ``settings`` in force (header timeout, connection limits, proxy trust).
 
     For ``uvicorn.run(app, host=..., port=..., **uvicorn_options(settings))`` or ``uvicorn.Config``.
     """
@@ -122,7 +138,7 @@ def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
 
     trusted = list(settings.forwarded_allow_ips)
     return {
-        "http": guarded_protocol(settings.header_timeout),
+        "http": guarded_protocol(settings.header_timeout, settings.max_client_connections, settings.trusted_proxy),
         "ws": "none",
         "limit_concurrency": settings.max_connections,
         # uvicorn trusts X-Forwarded-* from 127.0.0.1 by default (and $FORWARDED_ALLOW_IPS): only when asked here

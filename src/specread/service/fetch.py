@@ -35,7 +35,7 @@ Example:
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import anyio
 import httpcore
@@ -140,13 +140,17 @@ def _parse(url: str, shown: str) -> httpx.URL:
     return parsed
 
 
-async def fetch_image(url: str, policy: FetchPolicy, resolver: Resolver | None = None) -> bytes:
+async def fetch_image(
+    url: str, policy: FetchPolicy, resolver: Resolver | None = None, reserve: Callable[[int], None] | None = None
+) -> bytes:
     """Download the body at ``url`` under ``policy``.
 
     Args:
         url: an ``http`` or ``https`` URL.
         policy: what the fetch may do (addresses, size, time, redirects).
         resolver: host name resolver; the system one by default.
+        reserve: called with each piece's size as it arrives, before it is kept (the service's
+            byte budget, :class:`specread.service.limits.Reservation`); it raises to refuse.
 
     Returns:
         The response body (at most ``policy.max_bytes`` bytes).
@@ -181,7 +185,7 @@ async def fetch_image(url: str, policy: FetchPolicy, resolver: Resolver | None =
                             continue
                         if not 200 <= response.status < 300:
                             raise FetchFailedError(shown, f"the server answered HTTP {response.status}")
-                        return await _read_capped(response, policy.max_bytes, shown)
+                        return await _read_capped(response, policy.max_bytes, shown, reserve)
                 raise FetchFailedError(shown, f"more than {policy.max_redirects} redirects")
     except TimeoutError as exc:
         raise FetchTimeoutError(shown, f"no complete answer within {policy.timeout:g} s") from exc
@@ -198,15 +202,20 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
     return ""
 
 
-async def _read_capped(response: httpcore.Response, max_bytes: int, shown: str) -> bytes:
+async def _read_capped(
+    response: httpcore.Response, max_bytes: int, shown: str, reserve: Callable[[int], None] | None
+) -> bytes:
+    """The body, at most ``max_bytes``, in one buffer; each piece reserved before it is kept."""
     declared = _header(response.headers, b"content-length")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FetchTooLargeError(shown, f"the image is {int(declared)} bytes; the limit is {max_bytes}")
-    chunks: list[bytes] = []
-    total = 0
+    body = bytearray()
     async for chunk in response.aiter_stream():
-        total += len(chunk)
-        if total > max_bytes:
+        if len(body) + len(chunk) > max_bytes:
             raise FetchTooLargeError(shown, f"the image is larger than the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if reserve is not None:
+            reserve(len(chunk))
+        body += chunk
+    if reserve is not None:
+        reserve(len(body))  # the bytes copy below, held beside the buffer for a moment (counted till the answer)
+    return bytes(body)

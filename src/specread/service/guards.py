@@ -4,9 +4,11 @@
   formats that run external programs) and checks the pixel count against
   Pillow's ``MAX_IMAGE_PIXELS`` (the decompression-bomb limit) from the
   header, before anything is decoded.
-* :func:`read_upload` reads an uploaded file in pieces, up to a limit.
+* :func:`read_upload` reads an uploaded file into one buffer, up to a limit.
+* :class:`ClientLimitMiddleware` bounds the requests in flight per client address.
 * :class:`GuardMiddleware` guards every HTTP request whatever the ASGI server:
-  body size and time limits, HEAD as GET, relative redirects, security headers.
+  body size and time limits, the byte budget taken as the body arrives
+  (:mod:`specread.service.limits`), HEAD as GET, relative redirects, security headers.
 
 Every error here is answered as the service's JSON error document
 (:func:`error_response`).
@@ -15,6 +17,7 @@ Every error here is answered as the service's JSON error document
 from __future__ import annotations
 
 import io
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,8 +30,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from specread.errors import ApiError
 from specread.io.images import IMAGE_FORMATS
+from specread.service.limits import HEALTH_PATH, ByteBudget, Reservation, busy
 
-__all__ = ["FORM_SLACK", "GuardMiddleware", "check_image", "error_response", "http_error_response", "read_upload"]
+__all__ = [
+    "FORM_SLACK",
+    "ClientLimitMiddleware",
+    "GuardMiddleware",
+    "check_image",
+    "error_response",
+    "http_error_response",
+    "read_upload",
+]
 
 MiB = 1024 * 1024
 FORM_SLACK = 256 * 1024
@@ -51,6 +63,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     408: "body_timeout",
     413: "upload_too_large",
+    503: "busy",
 }
 """Error codes of the HTTP errors starlette and the middleware raise, by status."""
 
@@ -106,19 +119,21 @@ def check_image(data: bytes) -> tuple[str, int, int]:
 
 
 async def read_upload(upload: UploadFile, limit: int) -> bytes:
-    """The uploaded file's bytes, read a MiB at a time.
+    """The uploaded file's bytes, in one buffer (no pieces to join: a second copy of a large image).
+
+    The form parser has already spooled the file (to disk past 1 MiB) and counted its size; the
+    spooled copy is closed once read, so only the returned bytes are left.
 
     Raises:
         ApiError: 413 past ``limit`` bytes.
     """
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await upload.read(MiB):
-        total += len(chunk)
-        if total > limit:
-            raise ApiError(413, "upload_too_large", f"the image is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if upload.size is not None and upload.size > limit:
+        raise ApiError(413, "upload_too_large", f"the image is larger than the limit of {limit} bytes")
+    data = await upload.read(limit + 1) if upload.size is None else await upload.read()
+    await upload.close()
+    if len(data) > limit:
+        raise ApiError(413, "upload_too_large", f"the image is larger than the limit of {limit} bytes")
+    return data
 
 
 # -- the middleware ------------------------------------------------------------------------------------------------
@@ -136,6 +151,11 @@ class _BodyTimeout(_BodyError):
         super().__init__(408, message, headers={"Connection": "close"})
 
 
+class _BodyOverBudget(_BodyError):
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(503, error.message, headers={**(error.headers or {}), "Connection": "close"})
+
+
 def _path_only(location: bytes) -> bytes:
     """A redirect target reduced to its path and query: never a host from the client's ``Host`` header, nor ``//x``."""
     parts = urlsplit(location.decode("latin-1"))
@@ -146,7 +166,9 @@ def _path_only(location: bytes) -> bytes:
 class GuardMiddleware:
     """Guards every HTTP request, whatever the ASGI server.
 
-    * counts request-body bytes as they arrive (413 past ``max_body``);
+    * counts request-body bytes as they arrive (413 past ``max_body``) and takes them from
+      ``budget`` as they do (503 ``busy`` with ``Retry-After`` when it is spent; given back
+      when the request ends, so the share covers the body's copies until the answer);
     * times the body: all of it within ``body_timeout`` seconds, no wait for the
       next piece over ``body_idle_timeout`` (408 and ``Connection: close``);
     * refuses more than :data:`MAX_HEADERS` headers or :data:`MAX_HEADER_BYTES` of them (431);
@@ -156,9 +178,16 @@ class GuardMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, max_body: int, max_upload: int, body_timeout: float = 60.0, body_idle_timeout: float = 15.0
+        self,
+        app: ASGIApp,
+        max_body: int,
+        max_upload: int,
+        body_timeout: float = 60.0,
+        body_idle_timeout: float = 15.0,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.app = app
+        self.budget = budget
         self.max_body = max_body
         self.max_upload = max_upload
         self.body_timeout = body_timeout
@@ -181,6 +210,9 @@ class GuardMiddleware:
             scope = {**scope, "method": "GET"}
         page = scope["path"] == "/" or scope["path"].startswith("/static/")
         deadline = anyio.current_time() + self.body_timeout
+        share = Reservation(self.budget) if self.budget is not None else None
+        if share is not None:  # for the route: a fetched image is taken from the same share
+            scope.setdefault("state", {})["byte_share"] = share
 
         async def limited_receive() -> Message:
             nonlocal received, body_done
@@ -192,9 +224,15 @@ class GuardMiddleware:
             except TimeoutError:
                 raise self._timeout(deadline) from None
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                size = len(message.get("body", b""))
+                received += size
                 if received > self.max_body:
                     raise _BodyTooLarge(self.max_upload)
+                if share is not None:
+                    try:
+                        share.take(size)
+                    except ApiError as exc:
+                        raise _BodyOverBudget(exc) from None
                 body_done = not message.get("more_body", False)
             else:
                 body_done = True
@@ -232,3 +270,41 @@ class GuardMiddleware:
             if started:
                 raise
             await http_error_response(exc)(scope, receive, guarded_send)
+        finally:
+            if share is not None:
+                share.close()
+
+
+class ClientLimitMiddleware:
+    """At most ``limit`` requests in flight per client address; the next gets a JSON 503 with ``Retry-After``.
+
+    The address is ``scope["client"]``: the peer, or the client a trusted proxy names (uvicorn
+    rewrites it). In flight means from the request's headers to its answer, so it covers an
+    upload being read, a request queued for OCR and one being read.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == HEALTH_PATH:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        key = str(client[0]) if client else ""
+        if self.in_flight[key] >= self.limit:
+            refusal = busy(f"more than {self.limit} requests in flight from your address; retry shortly")
+            # closed (gracefully, its body drained) rather than kept: the client is over its share already
+            headers = {**(refusal.headers or {}), "Connection": "close"}
+            answer = error_response(refusal.status, refusal.code, refusal.message, headers=headers)
+            await answer(scope, receive, send)
+            return
+        self.in_flight[key] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[key] -= 1
+            if not self.in_flight[key]:
+                del self.in_flight[key]

@@ -8,6 +8,13 @@ back :meth:`specread.types.ReadResult.to_dict`. A full pool answers 503 rather
 than queueing without bound, and a worker process that dies (out of memory...)
 breaks a process pool: it is replaced and the request gets a 503 instead of
 every later request failing.
+
+Requests queue *here*, not in the executor: a job is submitted only when a worker
+is free (one slot per worker), so a queued request whose task is cancelled (its
+client went away: :func:`specread.service.limits.until_disconnected`) simply
+leaves the queue; only a job already handed to a worker runs to its end. It also
+means at most ``workers`` images are being copied to worker processes at once;
+each copy is counted in the byte budget while its job runs.
 """
 
 from __future__ import annotations
@@ -15,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
 from typing import Any
 
 from specread.errors import ApiError
 from specread.service import worker
+from specread.service.limits import ByteBudget, busy
 from specread.settings import ReaderConfig, ServiceSettings
 
 __all__ = ["OcrPool"]
@@ -33,14 +42,22 @@ class OcrPool:
 
     Args:
         settings: pool size, executor kind, reader config and queue bounds.
+        budget: the app's byte budget (the copies handed to worker processes are counted in
+            it); a new one of ``settings.max_queued_bytes`` if None.
     """
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, budget: ByteBudget | None = None) -> None:
         self.settings = settings
+        self.budget = budget or ByteBudget(settings.max_queued_bytes)
         self.pending = 0
-        self.queued_bytes = 0
         self.ready = not settings.warmup
         self._executor: Executor | None = None
+        self._slots: asyncio.Semaphore | None = None  # made on the event loop that uses it
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes the app's budget holds now (request bodies, images, copies for workers)."""
+        return self.budget.used
 
     @property
     def config(self) -> ReaderConfig:
@@ -78,18 +95,26 @@ class OcrPool:
     async def read(self, data: bytes, entities: tuple[str, ...], group_id: str | None) -> dict[str, Any]:
         """Read ``data`` in the pool and return the read result as plain data (:meth:`ReadResult.to_dict`).
 
+        Cancelled while it waits for a worker, the job is dropped; once a worker has it, it runs to its end.
+
         Raises:
             ApiError: 503 when the queue is full or a worker died.
             ImageLoadError: the image does not decode.
         """
-        if self.pending >= self.settings.max_pending or self.queued_bytes + len(data) > self.settings.max_queued_bytes:
-            raise ApiError(503, "busy", "the OCR queue is full; retry shortly", headers={"Retry-After": "1"})
+        if self.pending >= self.settings.max_pending:
+            raise busy("the OCR queue is full; retry shortly")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.settings.workers)
         self.pending += 1
-        self.queued_bytes += len(data)
-        executor = self.executor
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor, worker.read_image, self.config, data, entities, group_id)
+            await self._slots.acquire()  # the queue: a cancelled wait leaves it, nothing was submitted
+            try:
+                executor = self.executor
+                future = self._submit(executor, data, entities, group_id)
+            except BaseException:
+                self._slots.release()
+                raise
+            return await asyncio.wrap_future(future)
         except BrokenProcessPool:
             log.error("an OCR worker process died; starting a new pool")
             if self._executor is executor:
@@ -100,7 +125,30 @@ class OcrPool:
             ) from None
         finally:
             self.pending -= 1
-            self.queued_bytes -= len(data)
+
+    def _submit(self, executor: Executor, data: bytes, entities: tuple[str, ...], group_id: str | None) -> Future:
+        """Hand the job to the executor; its slot (and the count of its copy) is freed when the job ends.
+
+        The caller holds a slot (and frees it if this raises). Freed from the job's own completion, not
+        the caller's, so a caller that stops waiting does not let a second job onto a busy worker.
+        """
+        assert self._slots is not None
+        slots, loop = self._slots, asyncio.get_running_loop()
+        copied = len(data) if self.settings.executor == "process" else 0  # pickled on its way to the worker
+        self.budget.force(copied)
+
+        def done(_: Future) -> None:  # in the executor's thread, or here if it ended at once
+            self.budget.give(copied)
+            with suppress(RuntimeError):  # the loop is closed: the server has stopped
+                loop.call_soon_threadsafe(slots.release)
+
+        try:
+            future = executor.submit(worker.read_image, self.config, data, entities, group_id)
+        except BaseException:
+            self.budget.give(copied)
+            raise
+        future.add_done_callback(done)
+        return future
 
     def close(self) -> None:
         if self._executor is not None:

@@ -14,11 +14,16 @@ protocol faults and the concurrency limit in plain text. The subclass here:
   conflicting ``Content-Length``...) with a JSON 400 (431 for oversized
   headers, 501 for an unsupported Transfer-Encoding) instead of uvicorn's plain
   text;
-* answers requests over the **connection limit** (``max_connections``: the
-  connection being served is the N+1th) with a JSON 503 and ``Retry-After``;
-* after such an error, **closes gracefully**: it half-closes the connection
-  and discards what the client still sends for a moment, so unread data does
-  not make the kernel reset the connection and destroy the answer.
+* answers requests over the **work limit** (``max_connections``: requests being
+  served at once, all clients together; an idle connection does not count, so a
+  client holding a hundred idle sockets takes nothing from the others) and requests
+  on a client's connections past its **per-client limit** (``max_client_connections``
+  open connections from one peer address; a trusted proxy is exempt) with a JSON 503
+  and ``Retry-After``. ``/healthz`` is never refused;
+* after such an error, or any answer sent while the request body is still arriving
+  (413, 408, a 503 for a spent byte budget), **closes gracefully**: it half-closes the
+  connection and discards what the client still sends for a moment, so unread data
+  does not make the kernel reset the connection and destroy the answer.
 
 Body timeouts are not here but in the ASGI guard middleware
 (:class:`specread.service.guards.GuardMiddleware`), so they hold under any server.
@@ -32,7 +37,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -40,6 +47,10 @@ from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
 __all__ = ["LINGER_SECONDS", "GuardedH11Protocol", "error_body", "guarded_protocol"]
+
+HEALTH_PATH = b"/healthz"
+_OPENED = itertools.count()
+"""Connection numbers, in the order they were opened (the oldest of a client's connections are served)."""
 
 LINGER_SECONDS = 2.0
 """How long a connection answered with a protocol-level error keeps discarding input before it is closed."""
@@ -81,14 +92,40 @@ class _Connection(h11.Connection):
             raise
 
 
+class _GracefulTransport:
+    """The transport a request's cycle writes to: its ``close`` is graceful while the request body still arrives."""
+
+    def __init__(self, protocol: GuardedH11Protocol) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport
+
+    def close(self) -> None:
+        if self._protocol.conn.their_state is h11.SEND_BODY:
+            self._protocol._close_gracefully()
+        else:
+            self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _never_trusted(address: str) -> bool:
+    return False
+
+
 class GuardedH11Protocol(H11Protocol):
-    """:class:`H11Protocol` with a header timeout, JSON protocol errors and a JSON 503 over the limit.
+    """:class:`H11Protocol` with a header timeout, JSON protocol errors and JSON 503s over the limits.
 
     Build a configured subclass with :func:`guarded_protocol`; uvicorn instantiates it per connection.
-    The connection limit is uvicorn's ``limit_concurrency`` (``Config(limit_concurrency=N)``).
+    The work limit is uvicorn's ``limit_concurrency`` (``Config(limit_concurrency=N)``), counted in
+    requests being served rather than open connections.
     """
 
     header_timeout: float = 10.0
+    client_connections: int | None = None
+    """Connections of one peer address that may carry requests (the oldest ones); None: no limit."""
+    trusted: Callable[[str], bool] = staticmethod(_never_trusted)
+    """Whether a peer address is a trusted proxy (exempt from ``client_connections``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,6 +139,7 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._got_data = False  # bytes of a new request arrived while the header timer ran
         self._draining = False
+        self._opened = next(_OPENED)
 
     # -- the header timer --
     def _start_header_timer(self) -> None:
@@ -146,12 +184,17 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         if self.cycle is not cycle:  # a request's headers are complete: its body is the middleware's to time
             self._cancel_header_timer()
+            if self.cycle is not None:
+                self.cycle.transport = _GracefulTransport(self)  # type: ignore[assignment]
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:  # pragma: no cover - the service runs ws="none"
         self._cancel_header_timer()
         super().handle_websocket_upgrade(event)
 
     def on_response_complete(self) -> None:
+        if self._draining:  # answered before the body was read, and closing: no next request, no timers
+            self.server_state.total_requests += 1
+            return
         if not self.transport.is_closing():
             self._start_header_timer()  # the next request's headers (a pipelined one cancels it at once)
         super().on_response_complete()
@@ -169,15 +212,36 @@ class GuardedH11Protocol(H11Protocol):
 
     # -- answers --
     async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
-        limit = self.max_connections
-        if limit is not None and (len(self.connections) > limit or len(self.tasks) > limit):
-            self.logger.warning("over the connection limit (%d); answering 503", limit)
-            body = error_body("busy", "the server has too many open connections; retry shortly")
+        refusal = None if scope.get("raw_path") == HEALTH_PATH else self._refusal()
+        if refusal is not None:
+            self.logger.warning("answering 503: %s", refusal)
+            body = error_body("busy", refusal + "; retry shortly")
             headers = _json_headers(body, ((b"retry-after", b"1"),))
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         await self.inner_app(scope, receive, send)
+
+    def _refusal(self) -> str | None:
+        """Why this connection's request is refused (the work limit, then this client's), or None."""
+        limit = self.max_connections
+        if limit is not None and len(self.tasks) > limit:  # this request is one of the tasks
+            return f"the server is serving {limit} requests, its limit"
+        host = self.client[0] if self.client else None
+        per_client = self.client_connections
+        if per_client is None or host is None or self.trusted(host):
+            return None
+        older = sum(
+            1
+            for other in self.connections
+            if isinstance(other, GuardedH11Protocol)
+            and other._opened < self._opened
+            and other.client
+            and other.client[0] == host
+        )
+        if older >= per_client:
+            return f"more than {per_client} open connections from your address"
+        return None
 
     def _answer_and_close(self, status: int, code: str, message: str) -> None:
         """Send a JSON error if the protocol state still allows a response, then close gracefully."""
@@ -209,8 +273,23 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_protocol(header_timeout: float) -> type[GuardedH11Protocol]:
-    """A :class:`GuardedH11Protocol` subclass with ``header_timeout`` seconds, to pass as uvicorn's ``http=``."""
+def guarded_protocol(
+    header_timeout: float, client_connections: int | None = None, trusted: Callable[[str], bool] | None = None
+) -> type[GuardedH11Protocol]:
+    """A :class:`GuardedH11Protocol` subclass to pass as uvicorn's ``http=``.
+
+    Args:
+        header_timeout: seconds a client has to send a request's headers.
+        client_connections: connections of one peer address that may carry requests; None: no limit.
+        trusted: whether a peer address is a trusted proxy, exempt from ``client_connections``.
+    """
     if header_timeout <= 0:
         raise ValueError("header_timeout must be positive")
-    return type("SpecreadH11Protocol", (GuardedH11Protocol,), {"header_timeout": float(header_timeout)})
+    if client_connections is not None and client_connections < 1:
+        raise ValueError("client_connections must be at least 1")
+    attributes = {
+        "header_timeout": float(header_timeout),
+        "client_connections": client_connections,
+        "trusted": staticmethod(trusted or _never_trusted),
+    }
+    return type("SpecreadH11Protocol", (GuardedH11Protocol,), attributes)

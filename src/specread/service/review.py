@@ -15,8 +15,10 @@ timeouts, HEAD, security headers and the page's CSP, JSON errors), with the revi
 * ``GET /v1/review/check?entity=...&text=...``: whether a typed answer fits the entity's units (the
   page asks while the reviewer types);
 * ``GET /v1/review/image?name=...``: an image of the images folder, and nothing else: absolute
-  names, ``..``, backslashes and links that lead out are refused (403 ``path_not_allowed``), files
-  over the upload limit too (413), and the bytes must sniff as an image the service accepts (415/422).
+  names, ``..``, backslashes, NULs and links that lead out are refused (403 ``path_not_allowed``), a
+  name that is no image file (missing, a link loop, too long for the file system) is 404
+  ``image_not_found``, files over the upload limit 413, and the bytes must sniff as an image the
+  service accepts (415/422).
 
 Errors keep the service's shape, ``{"error": {"code", "message"}}``: ``unknown_row`` (404),
 ``bad_value`` (422, a typed value or choice that cannot answer the row), ``path_not_allowed``
@@ -87,9 +89,12 @@ def _image_response(session: ReviewSession, name: str, limit: int) -> Response:
         raise ApiError(403, "path_not_allowed", str(exc)) from None
     except ImageLoadError as exc:
         raise ApiError(404, "image_not_found", str(exc)) from None
-    if path.stat().st_size > limit:
-        raise ApiError(413, "image_too_large", f"the image is larger than the limit of {limit} bytes")
-    data = path.read_bytes()
+    try:
+        if path.stat().st_size > limit:
+            raise ApiError(413, "image_too_large", f"the image is larger than the limit of {limit} bytes")
+        data = path.read_bytes()
+    except OSError as exc:  # gone or unreadable since it was found
+        raise ApiError(404, "image_not_found", f"cannot read the image ({exc.strerror or exc})") from None
     fmt, _, _ = check_image(data)
     return Response(data, media_type=Image.MIME.get(fmt, "application/octet-stream"))
 

@@ -3,7 +3,8 @@
 * ``GET /``: the web page (and ``/static``);
 * ``GET /healthz``: liveness and readiness, answered on the event loop;
 * ``GET /v1/entities``: the entities read and their units;
-* ``POST /v1/read``: one image, uploaded or fetched from a URL, read in the OCR pool.
+* ``POST /v1/read``: one image, uploaded or fetched from a URL, read in the OCR pool; a request
+  whose client disconnects while it waits for a worker is dropped from the queue.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from specread.errors import ApiError, FetchError, ImageLoadError, UnknownEntityError
 from specread.service.fetch import fetch_image
 from specread.service.guards import check_image, error_response, http_error_response, read_upload
+from specread.service.limits import ClientGoneError, Reservation, until_disconnected
 from specread.service.models import EntitiesResponse, EntityInfo, EntityName, ErrorBody, HealthResponse, ReadResponse
 from specread.service.pool import OcrPool
 from specread.settings import ServiceSettings
@@ -119,6 +121,7 @@ def add_routes(app: FastAPI, settings: ServiceSettings, pool: OcrPool) -> None:
         responses={status: {"description": text, "model": model} for status, (text, model) in _ERRORS.items()},
     )
     async def read(
+        request: Request,
         entities: Annotated[
             list[EntityName], Form(min_length=1, description="Entity to read; repeat the field for several.")
         ],
@@ -144,6 +147,11 @@ def add_routes(app: FastAPI, settings: ServiceSettings, pool: OcrPool) -> None:
             assert image is not None
             data = await read_upload(image, settings.max_upload_bytes)
         else:
-            data = await fetch_image(url, settings.fetch_policy, settings.resolver)
+            share: Reservation | None = getattr(request.state, "byte_share", None)
+            data = await fetch_image(url, settings.fetch_policy, settings.resolver, share.take if share else None)
         await run_in_threadpool(check_image, data)
-        return await pool.read(data, names, group_id.strip() or None)
+        try:
+            return await until_disconnected(request.receive, pool.read(data, names, group_id.strip() or None))
+        except ClientGoneError:
+            log.info("the client of a queued request disconnected; the request was dropped")
+            raise ApiError(499, "client_closed_request", "the client disconnected before the answer") from None
