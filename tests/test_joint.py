@@ -131,10 +131,20 @@ def _selector(joint: JointSettings | None) -> Selector:
 
 
 def test_a_generated_box_asked_for_three_dimensions_gets_three_sizes() -> None:
+    """Read one at a time, width and depth both answer the 40 cm under the horizontal line."""
+    independent = _selector(None).select(BOX, list(DIMS)).predictions
+    assert independent["width"].text == independent["depth"].text == "40.0 centimetre"
     result = _selector(JointSettings()).select(BOX, list(DIMS))
     assert sorted(p.value for p in result.predictions.values()) == [25.0, 40.0, 60.0]
-    alone = {e: _selector(JointSettings()).select(BOX, [e]).predictions[e].text for e in DIMS}
-    assert alone == {e: p.text for e, p in result.predictions.items()}  # asking more changes nothing here
+    assert result.predictions["depth"].text == "60.0 centimetre"
+
+
+def test_roles_nobody_asked_still_take_their_sizes_when_not_printed_is_unlikely() -> None:
+    """Asked for the depth alone, the width's claim on the 40 cm still counts: the same answer as asked together."""
+    joint = JointSettings(none_logp=-5.0)
+    together = {e: p.text for e, p in _selector(joint).select(BOX, list(DIMS)).predictions.items()}
+    alone = {e: _selector(joint).select(BOX, [e]).predictions[e].text for e in DIMS}
+    assert alone == together and together["depth"] == "60.0 centimetre"
 
 
 def test_a_size_printed_once_answers_each_asked_dimension() -> None:
