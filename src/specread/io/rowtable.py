@@ -9,16 +9,17 @@ its done set and the final rewrite). Yet a run needs little per row:
   of it), so the work is one *key* per distinct triple, each a ``Row`` whose
   ``index`` is the key's number: what is sent to a worker is an image and its
   few keys, never its rows;
-* **the rows**: each row's index string (one byte buffer and its end offsets), its
-  key (rows grouped by key through one permutation), and a sorted array of the
-  indices' hashes, which finds a row by its index (unique indices are checked with
-  it, and a resumed output's rows are matched to the input with it);
+* **the rows**: each row's index (an int64 while every index is a plain number,
+  as in the challenge's files; else one byte buffer and its end offsets), its key
+  (rows grouped by key through one permutation), and a sorted array of the indices
+  (their hashes, for text), which finds a row by its index (unique indices are
+  checked with it, and a resumed output's rows are matched to the input with it);
 * **the answers** (:class:`Answers`): per row the number of its answer in a table
   of distinct answers, kept in step with the output's append log, so the final
   rewrite in input order writes from memory without re-reading the log.
 
-For 2M rows that is about 50 bytes a row (index bytes, offsets, hash, order,
-key order, answer), against about 1 kB as objects.
+For 2M rows that is about 30 bytes a row with numbers (50 with text), against
+about 1 kB as objects.
 """
 
 from __future__ import annotations
@@ -46,6 +47,37 @@ def _field(record: dict[str, str], column: str) -> str:
     return record.get(column, "").strip()
 
 
+def _plain_number(index: str) -> int | None:
+    """``index`` as an int when it is one written plainly (ASCII digits, no leading zero, under 19 digits)."""
+    if index.isascii() and index.isdigit() and len(index) < 19 and (index[0] != "0" or index == "0"):
+        return int(index)
+    return None
+
+
+class _Indices:
+    """The indices while an input is read: as numbers while every one is a plain number, else as bytes and hashes."""
+
+    def __init__(self) -> None:
+        self.numbers: array | None = array("q")
+        self.blob, self.ends, self.hashes = bytearray(), array("q"), array("q")
+
+    def append(self, index: str) -> None:
+        if self.numbers is not None:
+            number = _plain_number(index)
+            if number is not None:
+                self.numbers.append(number)
+                return
+            numbers, self.numbers = self.numbers, None
+            for earlier in numbers:
+                self._append_text(str(earlier))
+        self._append_text(index)
+
+    def _append_text(self, index: str) -> None:
+        self.blob += index.encode()
+        self.ends.append(len(self.blob))
+        self.hashes.append(hash(index))
+
+
 class RowTable:
     """The validated rows of an input CSV, compactly (see the module's docstring); :meth:`read` makes one.
 
@@ -63,9 +95,10 @@ class RowTable:
         self.digest = ""
         self.keys: list[Row] = []
         self.images: dict[str, list[int]] = {}
-        self._blob = bytearray()
+        self._numbers: np.ndarray | None = None  # the indices, when all are plain numbers
+        self._blob = bytearray()  # else the indices' UTF-8 bytes, each ending at _ends
         self._ends = np.zeros(0, np.int64)
-        self._hashes = np.zeros(0, np.int64)  # sorted
+        self._hashes = np.zeros(0, np.int64)  # sorted: the indices' hashes (their numbers in number mode)
         self._order = np.zeros(0, np.int64)  # row positions in the order of _hashes
         self._by_key = np.zeros(0, np.int64)  # row positions, grouped by key
         self._starts = np.zeros(1, np.int64)  # key k's rows: _by_key[_starts[k]:_starts[k + 1]]
@@ -81,7 +114,8 @@ class RowTable:
         """
         table = cls(Path(path))
         entities = get_registry().entities
-        blob, ends, hashes, key_of = bytearray(), array("q"), array("q"), array("i")
+        text = _Indices()
+        key_of = array("i")
         triples: dict[tuple[str, str, str], int] = {}
         digest = hashlib.sha256()
         with CsvTable(table.path, INPUT_COLUMNS) as csv_table:
@@ -95,28 +129,38 @@ class RowTable:
                     raise csv_table.error(str(UnknownEntityError(entity, sorted(entities))))
                 link, group = _field(rec, "image_link"), _field(rec, "group_id")
                 digest.update("\x1f".join((index, link, group, entity)).encode() + b"\n")
-                blob += index.encode()
-                ends.append(len(blob))
-                hashes.append(hash(index))
+                text.append(index)
                 key = triples.setdefault((link, group, entity), len(triples))
                 if key == len(table.keys):
                     table.keys.append(Row(str(key), link, group, entity))
                     table.images.setdefault(link, []).append(key)
                 key_of.append(key)
-        table._fill(blob, ends, hashes, key_of, digest.hexdigest())
+        table._fill(text, key_of, digest.hexdigest())
         table._refuse_duplicates()
         return table
 
-    def _fill(self, blob: bytearray, ends: array, hashes: array, key_of: array, digest: str) -> None:
-        self.n, self.digest, self._blob = len(ends), digest, blob
-        self._ends = np.frombuffer(ends, np.int64)
+    def _fill(self, text: _Indices, key_of: array, digest: str) -> None:
+        self.n, self.digest = len(key_of), digest
         small = np.int32 if self.n < 2**31 else np.int64  # positions: half the bytes where they fit
-        unsorted = np.frombuffer(hashes, np.int64)
-        self._order = np.argsort(unsorted, kind="stable").astype(small)
-        self._hashes = unsorted[self._order]
         keys = np.frombuffer(key_of, np.int32)
         self._by_key = np.argsort(keys, kind="stable").astype(small)
         self._starts = np.concatenate(([0], np.cumsum(np.bincount(keys, minlength=len(self.keys)))))
+        del keys
+        if text.numbers is not None:  # every index a plain number: the number is its own exact "hash"
+            self._numbers = np.frombuffer(text.numbers, np.int64)
+            unsorted = self._numbers
+        else:
+            self._blob, self._ends = text.blob, np.frombuffer(text.ends, np.int64)
+            unsorted = np.frombuffer(text.hashes, np.int64)
+        self._order = np.argsort(unsorted, kind="stable").astype(small)
+        self._hashes = unsorted[self._order]
+
+    def _key(self, index: str) -> int:
+        """What :attr:`_hashes` holds for ``index`` (-1, which no plain number has, for others in number mode)."""
+        if self._numbers is None:
+            return hash(index)
+        number = _plain_number(index)
+        return -1 if number is None else number
 
     def _refuse_duplicates(self) -> None:
         """Raise for the first row (in file order) whose index an earlier row has."""
@@ -136,12 +180,14 @@ class RowTable:
 
     def index(self, pos: int) -> str:
         """The index of the row at ``pos`` (0-based, in file order)."""
+        if self._numbers is not None:
+            return str(int(self._numbers[pos]))
         start = int(self._ends[pos - 1]) if pos else 0
         return self._blob[start : int(self._ends[pos])].decode()
 
     def find(self, index: str) -> int:
         """The position of the row whose index is ``index``; -1 if there is none."""
-        h = hash(index)
+        h = self._key(index)
         lo, hi = np.searchsorted(self._hashes, h, "left"), np.searchsorted(self._hashes, h, "right")
         for j in range(int(lo), int(hi)):
             if self.index(int(self._order[j])) == index:
@@ -152,7 +198,7 @@ class RowTable:
         """:meth:`find` for many indices at once (vectorised; -1 where an index is not in the input)."""
         if not self.n:
             return np.full(len(indices), -1, np.int64)
-        wanted = np.fromiter((hash(i) for i in indices), np.int64, len(indices))
+        wanted = np.fromiter((self._key(i) for i in indices), np.int64, len(indices))
         at = np.minimum(np.searchsorted(self._hashes, wanted), self.n - 1)
         out = np.where(self._hashes[at] == wanted, self._order[at], -1).astype(np.int64)
         for i, (pos, index) in enumerate(zip(out.tolist(), indices, strict=True)):
@@ -168,12 +214,15 @@ class RowTable:
         """Per key: whether any of its rows is set in the per-row boolean ``rows``."""
         if not self.keys:
             return np.zeros(0, bool)
-        return np.add.reduceat(rows[self._by_key].astype(np.int64), self._starts[:-1]) > 0
+        return np.logical_or.reduceat(rows[self._by_key], self._starts[:-1])
 
     def indices(self, positions: np.ndarray) -> Iterator[str]:
         """The indices of the rows at ``positions``, in that order."""
         for start in range(0, len(positions), _CHUNK):
             chunk = positions[start : start + _CHUNK]
+            if self._numbers is not None:
+                yield from map(str, self._numbers[chunk].tolist())
+                continue
             ends = self._ends[chunk]
             begins = np.where(chunk > 0, self._ends[np.maximum(chunk - 1, 0)], 0)
             for begin, end in zip(begins.tolist(), ends.tolist(), strict=True):
