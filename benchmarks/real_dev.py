@@ -184,7 +184,7 @@ def load_dev_rows(
     Returns ``(rows, retry)``: :class:`LabelledRow` list (unreadable images skipped) and, with
     ``retry_side``, a row -> finer second page function for :func:`cross_validate` (else None).
     """
-    from specread.batch.local import warm_cache
+    from specread.batch.warm import warm_cache
     from specread.errors import ImageLoadError
     from specread.io.dataset import image_name
     from specread.pipeline import build_pages

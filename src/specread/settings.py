@@ -35,6 +35,7 @@ from typing import Any, Literal
 __all__ = [
     "BODY_IDLE_TIMEOUT",
     "PRESETS",
+    "WORKER_PARENT_POLL_S",
     "FetchPolicy",
     "JointSettings",
     "OcrSettings",
@@ -49,6 +50,9 @@ __all__ = [
 _FILE: dict[str, Any] = tomllib.loads((files("specread.data") / "settings.toml").read_text(encoding="utf-8"))
 _OCR, _READER, _VLM, _JOINT = _FILE["ocr"], _FILE["reader"], _FILE["vlm"], _FILE["joint"]
 _SERVICE, _FETCH = _FILE["service"], _FILE["fetch"]
+
+WORKER_PARENT_POLL_S: float = _FILE["workers"]["parent_poll_s"]
+"""Seconds between a pool worker's checks that its parent lives (:mod:`specread.lifeline`)."""
 
 
 @dataclass(frozen=True)

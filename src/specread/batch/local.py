@@ -3,8 +3,11 @@
 Work is split by unique image across worker processes (each builds its reader
 once). Results are appended to the output as they complete, so an
 interrupted run resumes where it stopped; at the end the file is rewritten
-in input order with exactly one row per input index. In-flight work is
-bounded, so memory stays flat however many rows there are.
+in input order with exactly one row per input index. Memory stays flat however
+many rows there are: the input is held compactly (:class:`~specread.io.rowtable.RowTable`),
+a worker is sent an image and the few ``(group_id, entity)`` keys asked of it,
+never its rows, and in-flight work is bounded. Workers die with the run
+(:mod:`specread.batch.pool`).
 """
 
 from __future__ import annotations
@@ -12,27 +15,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from specread.batch.failures import Failure, FailureLog, failure_from
+from specread.batch.pool import results_as_done
+from specread.batch.warm import ocr_into_cache, warm_cache
 from specread.errors import MissingImagesError
-from specread.io.dataset import (
-    OutputWriter,
-    Row,
-    failures_path,
-    finalize_output,
-    image_name,
-    iter_unique_images,
-    output_columns,
-    read_rows,
-    rows_digest,
-)
-from specread.pipeline import PageSource, build_pages, reader_model
+from specread.io.dataset import OutputWriter, Row, failures_path, image_name, output_columns, rows_digest
+from specread.io.rowtable import Answers, RowTable
+from specread.pipeline import reader_model
 from specread.readers import Reader, build_reader
 from specread.settings import ReaderConfig
 from specread.types import ReadResult
@@ -52,6 +48,7 @@ __all__ = [
     "run_summary",
     "warm_cache",
 ]
+# ocr_into_cache and warm_cache live in specread.batch.warm; they are named here for earlier callers.
 
 log = logging.getLogger("specread")
 
@@ -173,7 +170,7 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
     return out
 
 
-def job_record(rows: Sequence[Row], config: ReaderConfig, with_confidence: bool) -> dict:
+def job_record(rows: Iterable[Row] | RowTable, config: ReaderConfig, with_confidence: bool) -> dict:
     """What an output belongs to: the input rows, the settings that change answers, the model, columns and version.
 
     The OCR cache folder is left out (it changes speed, not answers). The model is its folder's
@@ -185,7 +182,7 @@ def job_record(rows: Sequence[Row], config: ReaderConfig, with_confidence: bool)
     """
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "cache_dir"}
     return {
-        "input": rows_digest(rows),
+        "input": rows.digest if isinstance(rows, RowTable) else rows_digest(rows),
         "settings": settings,
         "model": "" if config.reader == "vlm" else reader_model(config).digest,
         "columns": output_columns(with_confidence),
@@ -193,22 +190,27 @@ def job_record(rows: Sequence[Row], config: ReaderConfig, with_confidence: bool)
     }
 
 
-def plan_run(
-    rows: Sequence[Row], writer: OutputWriter, retry: set[str] | None = None
-) -> tuple[list[tuple[str, list[Row]]], RunStats]:
-    """What is left to do after a resume: the unfinished rows grouped by unique image, and the run's counters.
+Groups = list[tuple[str, list[Row]]]
+"""Unique images to read: each link and its keys (one ``Row`` per ``group_id`` and entity, see RowTable)."""
 
-    Rows in ``retry`` (those of images an earlier run of this job could not read)
-    are done again. Shared by every runner, so the local and Ray runners resume the same way.
+
+def plan_run(table: RowTable, answers: Answers, retry: Iterable[str] = ()) -> tuple[Groups, RunStats, np.ndarray]:
+    """What is left to do after a resume: the unique images with unfinished keys, the counters, and the rows to write.
+
+    Rows in ``retry`` (those of images an earlier run of this job could not read) are done
+    again. Shared by every runner, so the local and Ray runners resume the same way.
     """
-    retry = retry or set()
-    todo = [r for r in rows if r.index not in writer.done or r.index in retry]
-    groups = list(iter_unique_images(todo))
-    stats = RunStats(rows=len(rows), images=len(groups), skipped_rows=len(rows) - len(todo))
-    return groups, stats
+    todo = ~answers.done()
+    again = table.positions(sorted(retry))
+    todo[again[again >= 0]] = True
+    wanted = table.key_mask(todo)
+    groups = [(link, [table.keys[k] for k in keys if wanted[k]]) for link, keys in table.images.items()]
+    groups = [(link, keys) for link, keys in groups if keys]
+    stats = RunStats(rows=table.n, images=len(groups), skipped_rows=table.n - int(todo.sum()))
+    return groups, stats, todo
 
 
-def check_images_present(rows: Sequence[Row], images_dir: Path) -> None:
+def check_images_present(rows: Iterable[Row], images_dir: Path) -> None:
     """Stop before any OCR, and before any output is written, when most images are not in the folder.
 
     A user who has not downloaded the images yet would otherwise get one failure per
@@ -254,7 +256,7 @@ def run_summary(config: ReaderConfig, workers: int) -> str:
 
 
 def predict_csv(
-    input_csv: str | Path,
+    input_csv: str | Path | RowTable,
     images_dir: str | Path,
     output_csv: str | Path,
     config: ReaderConfig | None = None,
@@ -270,7 +272,7 @@ def predict_csv(
     """Predict every row of ``input_csv`` into ``output_csv`` (resumable).
 
     Args:
-        input_csv: challenge-format rows (validated before any work starts).
+        input_csv: challenge-format rows (validated before any work starts), or their table.
         images_dir: folder holding the images, named by the file name of ``image_link``.
         output_csv: ``index,prediction[,confidence]``; an output of the same job (input rows,
             settings, version: ``<output>.job.json``) is resumed, any other is refused.
@@ -320,7 +322,8 @@ def predict_csv(
                     if progress:
                         progress(done, total)
         else:
-            for result in _pool_map(config, workers, [(run.path_of(link), rs) for link, rs in groups]):
+            jobs = [(run.path_of(link), keys) for link, keys in groups]
+            for result in results_as_done(workers, _init_worker, (config,), _work, jobs, _died, _raised):
                 run.record(*result)
                 done += 1
                 if progress:
@@ -330,36 +333,55 @@ def predict_csv(
 
 @dataclass
 class Run:
-    """One job's open output, what is left to do, and its failures (see :func:`open_run`)."""
+    """One job's open output, what is left to do, and its failures (see :func:`open_run`).
 
-    rows: list[Row]
+    ``groups`` holds keys, not rows: a result names a key (its ``Row.index``) and is written
+    to every row of that key still to do (``todo``).
+    """
+
+    table: RowTable
     images: Path
-    groups: list[tuple[str, list[Row]]]
+    groups: Groups
     stats: RunStats
     writer: OutputWriter
     failures: FailureLog
+    answers: Answers
+    todo: np.ndarray
 
     def path_of(self, link: str) -> Path | None:
         """Where an image link's file is in the images folder (None for an empty link)."""
         name = image_name(link)
         return self.images / name if name else None
 
+    def _rows(self, key: str) -> np.ndarray:
+        rows = self.table.rows_of(int(key))
+        return rows[self.todo[rows]]
+
     def record(self, results: Sequence[RowResult], failure: Failure | None = None) -> None:
-        """Write one image's rows (flushed, so a kill loses nothing) and count its failure."""
+        """Write one image's answers, each to its key's rows (flushed, so a kill loses nothing); count its failure."""
         if failure is not None:
             self.fail(failure)
-        for index, pred, conf in results:
-            self.writer.write(index, pred, conf)
+        for key, pred, conf in results:
+            rows = self._rows(key)
+            self.writer.write_same(self.table.indices(rows), self.answers.set(rows, pred, conf))
+            self.todo[rows] = False
         self.writer.flush()
 
     def fail(self, failure: Failure) -> None:
+        """Count and list a failure whose ``indices`` are keys: listed with the rows they stand for."""
+        indices = tuple(index for key in failure.indices for index in self.table.indices(self._rows(key)))
+        reason = failure.reason
+        if not failure.image_link:
+            shown = ", ".join(indices[:5]) + (f" and {len(indices) - 5} more" if len(indices) > 5 else "")
+            reason = f"row(s) {shown}: {failure.kind}"
+        failure = dataclasses.replace(failure, reason=reason, indices=indices)
         self.stats.record(failure)
         self.failures.add(failure)
 
 
 @contextmanager
 def open_run(
-    input_csv: str | Path,
+    input_csv: str | Path | RowTable,
     images_dir: str | Path,
     output_csv: str | Path,
     config: ReaderConfig,
@@ -369,135 +391,38 @@ def open_run(
 ) -> Iterator[Run]:
     """Everything every runner does around its reading: check, claim or resume the job, then finish it.
 
-    Before any work: the input rows are validated, the images folder must exist and (unless
-    ``allow_missing``) hold most of the images, and the output must belong to this job
-    (:class:`~specread.io.dataset.OutputWriter`). After the runner's loop: the failures file is
-    settled and the output rewritten in input order with one row per index.
+    Before any work: the input rows are validated (or given as their table), the images folder
+    must exist and (unless ``allow_missing``) hold most of the images, and the output must belong
+    to this job (:class:`~specread.io.dataset.OutputWriter`). After the runner's loop: the failures
+    file is settled and the output rewritten in input order with one row per index, from the
+    answers held in memory (:class:`~specread.io.rowtable.Answers`).
 
     Raises:
         InputFormatError, FileNotFoundError, MissingImagesError, JobMismatchError: before any work.
     """
-    rows = read_rows(input_csv)
+    table = input_csv if isinstance(input_csv, RowTable) else RowTable.read(input_csv)
     images = Path(images_dir).resolve()
     if not images.is_dir():
         raise FileNotFoundError(f"images folder not found: {images}")
     if not allow_missing:
-        check_images_present(rows, images)
-    job = job_record(rows, config, with_confidence)
-    with OutputWriter(output_csv, with_confidence=with_confidence, job=job, overwrite=overwrite) as writer:
+        check_images_present(table.keys, images)
+    job = job_record(table, config, with_confidence)
+    with OutputWriter(output_csv, with_confidence, job, overwrite, keep_done=False) as writer:
+        answers = Answers(table, with_confidence)
+        answers.load(writer.path)
         failures = FailureLog(failures_path(output_csv))
-        groups, stats = plan_run(rows, writer, failures.retry)
-        run = Run(rows, images, groups, stats, writer, failures)
+        groups, stats, todo = plan_run(table, answers, failures.retry)
+        run = Run(table, images, groups, stats, writer, failures, answers, todo)
         yield run
         failures.close()
-    finalize_output(output_csv, [r.index for r in rows])
+    answers.write_final(writer.path, writer.columns)
     stats.failures_file = failures.path if stats.failed_images else None
 
 
-Job = tuple[Path | None, list[Row]]
+def _died(job: tuple[Path | None, list[Row]]) -> ImageResult:
+    return _failed(None, job[1], kind="worker died")
 
 
-def _pool_map(config: ReaderConfig, workers: int, jobs: list[Job]) -> Iterator[ImageResult]:
-    """Run jobs on a process pool with bounded in-flight work, yielding results as they finish.
-
-    A worker that dies (killed for memory, a crash inside a native library) breaks
-    the whole pool and fails every job in flight, not only its own. The pool is
-    then rebuilt and those jobs are run again one at a time, so the one that kills
-    a worker while alone is known: its rows get the fallback answer with a
-    "worker died" failure, and the run goes on.
-    """
-    queue = list(reversed(jobs))  # pop() from the end keeps input order
-    suspects: list[Job] = []
-    while queue or suspects:
-        alone = bool(suspects)
-        batch = suspects if alone else queue
-        broken: list[Job] = []
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(config,)) as pool:
-            limit = 1 if alone else workers * 4
-            pending: dict[Future, Job] = {}
-            while batch or pending:
-                while batch and len(pending) < limit and not broken:
-                    job = batch.pop(0) if alone else batch.pop()
-                    try:
-                        pending[pool.submit(_work, *job)] = job
-                    except BrokenProcessPool:
-                        broken.append(job)
-                if not pending:
-                    break
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job = pending.pop(fut)
-                    result = _outcome(fut, job, alone)
-                    if result is None:
-                        broken.append(job)
-                    else:
-                        yield result
-                if broken and not alone:  # drain what is still in flight; all of it failed with the pool
-                    for fut, job in pending.items():
-                        result = _outcome(fut, job, alone)
-                        if result is None:
-                            broken.append(job)
-                        else:
-                            yield result
-                    pending.clear()
-                    break
-        if broken:
-            log.warning("a worker process died; reading the %d images that were in flight one at a time", len(broken))
-            suspects.extend(broken)
-
-
-def _outcome(fut: Future, job: Job, alone: bool) -> ImageResult | None:
-    """A finished job's result; None when the pool broke under it and it must run again, alone."""
-    try:
-        return fut.result()
-    except BrokenProcessPool:
-        return _failed(None, job[1], kind="worker died") if alone else None
-    except Exception as exc:  # the job's own (e.g. a result that cannot be sent back): its image's failure
-        return _failed(None, job[1], exc)
-
-
-def ocr_into_cache(pages: Callable[[Path], object], path: Path) -> str:
-    """OCR one image into the cache behind ``pages``; the warning for an image that cannot be read, else ""."""
-    try:
-        pages(path)
-    except Exception as exc:  # an image that cannot be read is reported, never fatal
-        return str(exc) if isinstance(exc, OSError) else f"{path}: {type(exc).__name__}: {exc}"
-    return ""
-
-
-_PAGES: PageSource | None = None
-
-
-def _init_page_worker(config: ReaderConfig) -> None:
-    global _PAGES
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _PAGES = build_pages(config)[0]
-
-
-def _ocr_only(path: Path) -> str:
-    assert _PAGES is not None, "worker not initialised"
-    return ocr_into_cache(_PAGES, path)
-
-
-def warm_cache(
-    paths: Sequence[Path],
-    config: ReaderConfig,
-    workers: int = 1,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[str]:
-    """OCR every image into the cache (in parallel), so later passes read pages for free.
-
-    Returns:
-        The warnings for images that could not be read.
-    """
-    if config.cache_dir is None:
-        raise ValueError("warming the cache needs a cache_dir")
-    warnings: list[str] = []
-    unique = list(dict.fromkeys(paths))
-    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=_init_page_worker, initargs=(config,)) as pool:
-        for done, warning in enumerate(pool.map(_ocr_only, unique, chunksize=4), start=1):
-            if warning:
-                warnings.append(warning)
-            if progress:
-                progress(done, len(unique))
-    return warnings
+def _raised(job: tuple[Path | None, list[Row]], exc: Exception) -> ImageResult:
+    """A job's own error (e.g. a result that cannot be sent back): its image's failure."""
+    return _failed(None, job[1], exc)

@@ -1,13 +1,14 @@
 """Ray runner: the local runner's work spread over a Ray cluster with Ray Data.
 
-One dataset item per unique image (its path and the rows asked about it)
-flows through ``map_batches`` into a pool of actors; each actor builds its
-reader once in ``__init__`` (models loaded once per actor, not per batch) and
-answers with one record per row. The driver streams finished records into the
-same append-only :class:`specread.io.dataset.OutputWriter` as the local runner,
-so a run killed at any point resumes with the indices it already has, and
-:func:`specread.io.dataset.finalize_output` leaves exactly one row per input
-index in input order. Predictions equal the local runner's: both call
+One dataset item per unique image (its path and the keys asked about it: one
+per ``group_id`` and entity, as the local runner sends its workers) flows
+through ``map_batches`` into a pool of actors; each actor builds its reader
+once in ``__init__`` (models loaded once per actor, not per batch) and answers
+with one record per key. The driver writes each key's answer to its rows in
+the same append-only :class:`specread.io.dataset.OutputWriter` as the local
+runner (:meth:`specread.batch.local.Run.record`), so a run killed at any point
+resumes with the indices it already has, and the final rewrite leaves exactly
+one row per input index in input order. Predictions equal the local runner's: both call
 :func:`specread.batch.local.read_image_rows` on a reader built from the same
 :class:`specread.settings.ReaderConfig`.
 
@@ -31,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from specread.batch.failures import Failure
-from specread.batch.local import Run, RunStats, ocr_into_cache, open_run, read_image_rows
+from specread.batch.local import ImageResult, Run, RunStats, open_run, read_image_rows
+from specread.batch.warm import ocr_into_cache
 from specread.io.dataset import Row
+from specread.io.rowtable import RowTable
 from specread.settings import ReaderConfig
 
 __all__ = ["ImageBatchReader", "PageWarmer", "predict_csv_ray", "warm_cache_ray"]
@@ -69,12 +72,12 @@ class ImageBatchReader:
 
 
 def _pack(rows: list[Row]) -> str:
-    """An image's rows as one JSON string column (Arrow-friendly, any characters)."""
+    """An image's keys (``Row`` objects) as one JSON string column (Arrow-friendly, any characters)."""
     return json.dumps([[r.index, r.image_link, r.group_id, r.entity_name] for r in rows])
 
 
 def predict_csv_ray(
-    input_csv: str | Path,
+    input_csv: str | Path | RowTable,
     images_dir: str | Path,
     output_csv: str | Path,
     config: ReaderConfig | None = None,
@@ -90,7 +93,7 @@ def predict_csv_ray(
     """Predict every row of ``input_csv`` into ``output_csv`` on Ray (resumable).
 
     Args:
-        input_csv: challenge-format rows (validated before any work starts).
+        input_csv: challenge-format rows (validated before any work starts), or their table.
         images_dir: folder of images named by the file name of ``image_link`` (visible to every node).
         output_csv: ``index,prediction[,confidence]``; existing rows are kept (resume).
         config: reader configuration, shipped to every actor.
@@ -127,27 +130,26 @@ def _run(
 ) -> None:
     with _ray_session(address) as ray:
         items = []
-        for link, image_rows in run.groups:
+        for link, keys in run.groups:
             path = run.path_of(link)
-            items.append({"image": link, "path": str(path) if path else "", "rows": _pack(image_rows)})
+            items.append({"image": link, "path": str(path) if path else "", "rows": _pack(keys)})
         ds = _actor_map(ray, items, ImageBatchReader, config, batch_size, actors)
         seen: set[str] = set()
         total = len(items)
-        failed: dict[str, Failure] = {}
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for index, pred, conf, image, kind, reason in zip(
-                *(batch[key] for key in ("index", "prediction", "confidence", "image", "kind", "reason")), strict=True
+            by_image: dict[str, ImageResult] = {}  # an image's keys come back in one actor batch
+            for key, pred, conf, image, kind, reason in zip(
+                *(batch[column] for column in ("index", "prediction", "confidence", "image", "kind", "reason")),
+                strict=True,
             ):
-                run.writer.write(str(index), str(pred), float(conf))
-                seen.add(str(image))
+                answers, failure = by_image.setdefault(str(image), ([], None))
+                answers.append((str(key), str(pred), float(conf)))
                 if kind:
-                    earlier = failed.get(str(image))
-                    indices = (*earlier.indices, str(index)) if earlier else (str(index),)
-                    failed[str(image)] = Failure(str(image), str(kind), str(reason), indices)
-            run.writer.flush()
-            for failure in failed.values():  # an image's rows come back in one actor batch
-                run.fail(failure)
-            failed.clear()
+                    keys = (*failure.indices, str(key)) if failure else (str(key),)
+                    by_image[str(image)] = (answers, Failure(str(image), str(kind), str(reason), keys))
+            for image, (answers, failure) in by_image.items():
+                run.record(answers, failure)
+                seen.add(image)
             if progress:
                 progress(len(seen), total)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from specread.batch.local import warm_cache
 from specread.batch.ray_runner import warm_cache_ray
+from specread.batch.warm import warm_cache
 from specread.errors import ImageLoadError
 from specread.extract.priors import Priors, image_links
 from specread.io.dataset import read_labels

@@ -5,6 +5,10 @@ errors, a refused value (``ValueError``: an unknown name, a setting out of
 range), a failed file operation, and a module of an optional extra that is
 not installed. Anything else keeps its traceback: it is a bug. It is applied
 once to every command, where :mod:`specread.cli` registers them.
+
+:func:`resumable` is for the long commands (``predict``, ``train``): Ctrl-C and
+SIGTERM stop them the same way, with a line that says how to resume and the
+shell's status for the signal (130, 143).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import typer
 
 from specread.cli.console import say
 from specread.errors import SpecreadError
+from specread.lifeline import exit_status, sigterm_as_interrupt
 
-__all__ = ["cli_errors", "extra_for", "fail", "os_error_message"]
+__all__ = ["cli_errors", "extra_for", "fail", "os_error_message", "resumable"]
 
 _EXTRA_REQUIREMENT = re.compile(r"""^\s*([A-Za-z0-9][A-Za-z0-9._-]*).*;.*extra\s*==\s*['"]([\w-]+)['"]""")
 
@@ -91,3 +96,19 @@ def cli_errors() -> Iterator[None]:
             raise
         hint = f"pip install 'specread[{extra}]'"
         raise fail(str(exc) if hint in str(exc) else f"this needs the '{extra}' extra: {hint} ({exc})") from None
+
+
+@contextmanager
+def resumable(how: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM in the block: unwind (output flushed, workers stopped), say ``how`` to resume, exit 130/143.
+
+    SIGTERM raises the same ``KeyboardInterrupt`` as Ctrl-C (:func:`specread.lifeline.sigterm_as_interrupt`),
+    so whatever a run does to stop cleanly on Ctrl-C it does for SIGTERM too.
+    """
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt as exc:
+        status = exit_status(exc)
+        say("[bold yellow]interrupted[/]", f"({'SIGTERM' if status == 143 else 'Ctrl-C'}): {how}")
+        raise typer.Exit(code=status) from None

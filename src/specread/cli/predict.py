@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from specread.cli.console import console, progress_bar, say, setup_logging, warn
-from specread.cli.errors import fail
+from specread.cli.errors import fail, resumable
 from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
@@ -81,6 +81,7 @@ def predict(
     OUTPUT is resumed only when it was written by the same job (same input rows, settings and
     specread version, recorded in OUTPUT's .job.json); images that cannot be read are listed in
     OUTPUT's .failures.csv, their rows get the fallback answer, and a rerun retries them.
+    Ctrl-C or SIGTERM stops the run with the rows done so far kept (exit 130 / 143).
     """
     setup_logging(verbose)
     if engine is not None:  # --engine named the runner, not the OCR engine (that is the preset's)
@@ -88,27 +89,28 @@ def predict(
         runner = engine
     check_choice("runner" if engine is None else "engine", runner, RUNNERS)
     config = reader_config(**reader_options(locals()))
-    from specread.io.dataset import read_rows
+    from specread.io.rowtable import RowTable
 
-    rows = read_rows(input_csv)  # validate before any work starts
+    table = RowTable.read(input_csv)  # validated before any work starts, and read once: held compactly
     if download:
         from specread.io.download import download_rows
 
         images.mkdir(parents=True, exist_ok=True)
-        download_rows(rows, images, console=console)
+        download_rows(table.keys, images, console=console)  # one Row per image, group and entity
     if not images.is_dir():
         raise fail(f"images folder not found: {images}")
     run = {"with_confidence": confidence, "overwrite": overwrite, "allow_missing": allow_missing}
-    with progress_bar("reading images") as tick:
+    resume = f"the rows done so far are in {output}; run the same command again to resume"
+    with resumable(resume), progress_bar("reading images") as tick:
         if runner == "ray":
             from specread.batch.ray_runner import predict_csv_ray
 
-            stats = predict_csv_ray(input_csv, images, output, config, address=address, progress=tick, **run)
+            stats = predict_csv_ray(table, images, output, config, address=address, progress=tick, **run)
         else:
             from specread.batch.local import predict_csv
 
             announce = partial(say, "[dim]settings:[/]")  # once the run is checked, before any image is read
-            stats = predict_csv(input_csv, images, output, config, workers, progress=tick, announce=announce, **run)
+            stats = predict_csv(table, images, output, config, workers, progress=tick, announce=announce, **run)
     console.print(
         f"wrote {output}: {stats.rows} rows, {stats.images} images read, "
         f"{stats.skipped_rows} rows resumed, {stats.failed_images} unreadable images"

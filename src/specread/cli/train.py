@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from specread.cli.console import console, progress_bar, setup_logging
+from specread.cli.errors import resumable
 from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
@@ -108,7 +109,7 @@ def train(
     Pages are read with --preset: predicting with the model needs the same page settings.
     Pages are cached one by one, so an interrupted run resumes where it stopped. With --clean
     the cleaned labels are written beside the folder (OUTPUT.labels.clean.csv) and the folder's
-    fingerprint is theirs.
+    fingerprint is theirs. Ctrl-C or SIGTERM stops it with the pages read so far cached (exit 130 / 143).
     """
     setup_logging()
     from specread.batch.train import train_ranker
@@ -134,7 +135,8 @@ def train(
         images.mkdir(parents=True, exist_ok=True)
         download_rows(read_labels(labels_csv), images, console=console)
 
-    with progress_bar("OCR") as tick:
+    resume = "the pages read so far are in the OCR cache; run the same command again to resume"
+    with resumable(resume), progress_bar("OCR") as tick:
         model, n_rows = train_ranker(
             labels_csv,
             images,

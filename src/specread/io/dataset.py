@@ -311,14 +311,22 @@ class OutputWriter:
     """Append-only ``index,prediction[,confidence]`` writer that survives being killed.
 
     Opening an existing file keeps its rows (resume) and reports which indices
-    are already done; a torn last line from a kill is dropped first.
+    are already done (in ``done``, unless ``keep_done`` is off: a runner that holds
+    its rows compactly reads the file itself, :class:`specread.io.rowtable.Answers`);
+    a torn last line from a kill is dropped first.
     """
 
     def __init__(
-        self, path: str | Path, with_confidence: bool = False, job: dict | None = None, overwrite: bool = False
+        self,
+        path: str | Path,
+        with_confidence: bool = False,
+        job: dict | None = None,
+        overwrite: bool = False,
+        keep_done: bool = True,
     ) -> None:
         self.path = Path(path)
         self.columns = output_columns(with_confidence)
+        self.keep_done = keep_done
         self.done: dict[str, str] = {}
         if overwrite:
             for stale in (self.path, job_path(self.path), failures_path(self.path)):
@@ -328,7 +336,10 @@ class OutputWriter:
         if self.path.exists() and self.path.stat().st_size > 0:
             drop_torn_line(self.path, self._owns)
         if self.path.exists() and self.path.stat().st_size > 0:
-            self.done = read_predictions(self.path)
+            if keep_done:
+                self.done = read_predictions(self.path)
+            else:  # the header must still be an output's
+                CsvTable(self.path, ("index", "prediction")).close()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "w", newline="", encoding="utf-8") as fh:
@@ -375,7 +386,15 @@ class OutputWriter:
 
     def write(self, index: str, prediction: str, confidence: float | None = None) -> None:
         self._csv.writerow(output_row(index, prediction, confidence, len(self.columns) == 3))
-        self.done[index] = prediction
+        if self.keep_done:
+            self.done[index] = prediction
+
+    def write_same(self, indices: Iterable[str], tail: Sequence[str]) -> None:
+        """Rows that share one answer: each index, then ``tail`` (the columns after the index, as output_row makes)."""
+        if self.keep_done:
+            indices = list(indices)
+            self.done.update((index, tail[0]) for index in indices)
+        self._csv.writerows([index, *tail] for index in indices)
 
     def flush(self) -> None:
         self._fh.flush()

@@ -45,6 +45,7 @@ from specread.extract.candidates import Mention, find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
 from specread.extract.priors import Priors
 from specread.io.files import atomic_write
+from specread.lifeline import lifeline, start_worker
 from specread.metrics import normalize_answer
 from specread.types import LabelledRow
 from specread.units.registry import ENTITIES
@@ -252,7 +253,10 @@ def write_shards(
     if workers > 1:
         # Workers only parse and compute features (no LightGBM, no threads): forking is safe, needs no main guard.
         context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-        pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(priors,))
+        # start_worker: the workers die with this process, however it ends.
+        pool = ProcessPoolExecutor(
+            workers, context, initializer=start_worker, initargs=(lifeline(), _init_worker, priors)
+        )
 
     def settle(number: int) -> None:
         nonlocal done_rows

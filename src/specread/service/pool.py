@@ -7,7 +7,8 @@ in :mod:`specread.service.worker`; the pool hands it encoded images and gets
 back :meth:`specread.types.ReadResult.to_dict`. A full pool answers 503 rather
 than queueing without bound, and a worker process that dies (out of memory...)
 breaks a process pool: it is replaced and the request gets a 503 instead of
-every later request failing.
+every later request failing. Worker processes die with the server
+(:mod:`specread.lifeline`), so a killed service leaves no orphans.
 
 Requests queue *here*, not in the executor: a job is submitted only when a worker
 is free (one slot per worker), so a queued request whose task is cancelled (its
@@ -28,6 +29,7 @@ from contextlib import suppress
 from typing import Any
 
 from specread.errors import ApiError
+from specread.lifeline import lifeline
 from specread.service import worker
 from specread.service.limits import ByteBudget, busy
 from specread.settings import ReaderConfig, ServiceSettings
@@ -69,14 +71,14 @@ class OcrPool:
         warm_config = self.config if s.warmup else None
         if s.executor == "thread":
             return ThreadPoolExecutor(
-                s.workers, "specread-ocr", initializer=worker.init_worker, initargs=(warm_config, False)
+                s.workers, "specread-ocr", initializer=worker.init_worker, initargs=(warm_config, None)
             )
         # spawn, not fork: the server has an event loop and threads running, which fork would copy half-alive.
         return ProcessPoolExecutor(
             s.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker.init_worker,
-            initargs=(warm_config, True),
+            initargs=(warm_config, lifeline()),  # workers die with the server, however it ends
         )
 
     @property

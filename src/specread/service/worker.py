@@ -14,12 +14,12 @@ not share a reader built for another config.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from specread.lifeline import Lifeline, start_worker
 from specread.readers import Reader, build_reader
 from specread.settings import ReaderConfig
 
@@ -28,16 +28,18 @@ __all__ = ["init_worker", "pid", "read_image", "warm"]
 _local = threading.local()
 
 
-def init_worker(warm_config: ReaderConfig | None, ignore_sigint: bool) -> None:
+def init_worker(warm_config: ReaderConfig | None, line: Lifeline | None) -> None:
     """Pool initializer: optionally build the reader and load its models before the first request.
 
     Args:
         warm_config: the reader config to warm, or None to build the reader on first use.
-        ignore_sigint: in worker processes, leave Ctrl-C to the server, which shuts the pool down
-            in order (otherwise every worker prints its own KeyboardInterrupt).
+        line: in worker processes, the server's :func:`specread.lifeline.lifeline`: the worker
+            dies with the server (a killed service leaves no 550-760 MB orphans) and leaves Ctrl-C
+            to the server, which shuts the pool down in order (otherwise every worker prints its own
+            KeyboardInterrupt). None in a thread pool.
     """
-    if ignore_sigint:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if line is not None:
+        start_worker(line)
     if warm_config is not None:
         warm(warm_config)
 

@@ -1,0 +1,66 @@
+"""OCR-only passes: every image read once into the OCR cache (``train``'s OCR pass, the Ray cache warmer).
+
+Later passes (training rows, benchmarks) then read pages from the cache for free.
+The pool is :func:`specread.batch.pool.process_pool`'s: its workers die with the
+run, and an interrupted run stops them at once (the pages cached so far stay, so
+the same command resumes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from specread.batch.pool import process_pool
+from specread.pipeline import PageSource, build_pages
+from specread.settings import ReaderConfig
+
+__all__ = ["ocr_into_cache", "warm_cache"]
+
+
+def ocr_into_cache(pages: Callable[[Path], object], path: Path) -> str:
+    """OCR one image into the cache behind ``pages``; the warning for an image that cannot be read, else ""."""
+    try:
+        pages(path)
+    except Exception as exc:  # an image that cannot be read is reported, never fatal
+        return str(exc) if isinstance(exc, OSError) else f"{path}: {type(exc).__name__}: {exc}"
+    return ""
+
+
+_PAGES: PageSource | None = None
+
+
+def _init_page_worker(config: ReaderConfig) -> None:
+    global _PAGES
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _PAGES = build_pages(config)[0]
+
+
+def _ocr_only(path: Path) -> str:
+    assert _PAGES is not None, "worker not initialised"
+    return ocr_into_cache(_PAGES, path)
+
+
+def warm_cache(
+    paths: Sequence[Path],
+    config: ReaderConfig,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[str]:
+    """OCR every image into the cache (in parallel), so later passes read pages for free.
+
+    Returns:
+        The warnings for images that could not be read.
+    """
+    if config.cache_dir is None:
+        raise ValueError("warming the cache needs a cache_dir")
+    warnings: list[str] = []
+    unique = list(dict.fromkeys(paths))
+    with process_pool(max(1, workers), _init_page_worker, config) as pool:
+        for done, warning in enumerate(pool.map(_ocr_only, unique, chunksize=4), start=1):
+            if warning:
+                warnings.append(warning)
+            if progress:
+                progress(done, len(unique))
+    return warnings
