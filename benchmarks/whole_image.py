@@ -191,9 +191,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     rows, retry = load_dev_rows(args.data.resolve(), args.cache_dir, args.preset, args.retry_side, args.workers)
     priors = load_priors()
+    fitted: dict[tuple[int, ...], object] = {}
 
     def make(train: Sequence[LabelledRow]):
-        return fit_ranker(train, priors)
+        """One ranker per training side: the asks and both selectors of a fold split share it."""
+        key = tuple(id(r) for r in train)
+        if key not in fitted:
+            fitted[key] = fit_ranker(train, priors)
+        return fitted[key]
 
     result: dict = {"rows": len(rows), "dimension_rows": sum(r.entity in DIMS for r in rows), "systems": {}}
     for name, joint in (("independent", None), ("joint", DEFAULT_JOINT)):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+from conftest import write_csv
 from specread.extract.candidates import find_mentions
 from specread.extract.features import page_candidates
 from specread.extract.priors import Priors, load_priors, relation
@@ -175,3 +178,52 @@ def test_joint_settings_refuse_nonsense() -> None:
         JointSettings(top_k=0)
     with pytest.raises(ValueError, match="negative"):
         JointSettings(mention_cost=-1)
+
+
+def test_a_role_without_candidates_is_not_printed_and_the_others_still_answer() -> None:
+    cands = {"width": [_cand("width", 40, 0)], "depth": [], "height": [_cand("height", 25, 1)]}
+    shares = {"width": [1.0], "depth": [], "height": [1.0]}
+    chosen = assign(cands, shares, DIMS, load_priors(), STRICT)
+    assert _answers(chosen, cands) == {"width": 40, "depth": None, "height": 25}
+
+
+class _BoxEngine:
+    """An OCR engine that reads every image as the generated box drawing."""
+
+    name = "box"
+    max_side = 2000
+
+    def fingerprint(self) -> str:
+        return "box-v1"
+
+    def __call__(self, image: object) -> OcrPage:
+        return BOX
+
+
+def _box_run(tmp_path: Path, out: Path) -> list[list[str]]:
+    from PIL import Image
+
+    from specread.batch.local import predict_csv
+    from specread.pipeline import SpecReader
+
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    Image.new("RGB", (64, 64), "white").save(images / "box.png")
+    rows = [(i, "https://example.com/box.png", "1", e) for i, e in enumerate(DIMS)]
+    input_csv = write_csv(tmp_path / "in.csv", ["index", "image_link", "group_id", "entity_name"], rows)
+    model = load_model()
+    reader = SpecReader(_BoxEngine(), model.ranker, model.priors)
+    predict_csv(input_csv, images, out, reader=reader)
+    with open(out, newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def test_predict_answers_an_images_rows_together_and_so_does_a_resume_mid_image(tmp_path: Path) -> None:
+    """A run killed after the image's first row resumes by reading the image for all three rows again."""
+    reference = _box_run(tmp_path, tmp_path / "reference.csv")
+    assert sorted(r[1] for r in reference[1:]) == ["25.0 centimetre", "40.0 centimetre", "60.0 centimetre"]
+    out = tmp_path / "killed.csv"
+    _box_run(tmp_path, out)
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    out.write_text("".join(lines[:2]), encoding="utf-8")  # as a kill leaves it: the width written, not the rest
+    assert _box_run(tmp_path, out) == reference

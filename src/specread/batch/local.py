@@ -197,15 +197,19 @@ Groups = list[tuple[str, list[Row]]]
 def plan_run(table: RowTable, answers: Answers, retry: Iterable[str] = ()) -> tuple[Groups, RunStats, np.ndarray]:
     """What is left to do after a resume: the unique images with unfinished keys, the counters, and the rows to write.
 
-    Rows in ``retry`` (those of images an earlier run of this job could not read) are done
-    again. Shared by every runner, so the local and Ray runners resume the same way.
+    An image with any row still to do is read again for *all* its keys: the entities of one
+    image are answered together (:mod:`specread.rank.joint`), so a run killed between two of
+    an image's rows resumes with the answers an unbroken run gives; only the rows still to do
+    are written. Rows in ``retry`` (those of images an earlier run of this job could not read)
+    are done again. Shared by every runner, so the local and Ray runners resume the same way.
     """
     todo = ~answers.done()
     again = table.positions(sorted(retry))
     todo[again[again >= 0]] = True
     wanted = table.key_mask(todo)
-    groups = [(link, [table.keys[k] for k in keys if wanted[k]]) for link, keys in table.images.items()]
-    groups = [(link, keys) for link, keys in groups if keys]
+    groups = [
+        (link, [table.keys[k] for k in keys]) for link, keys in table.images.items() if any(wanted[k] for k in keys)
+    ]
     stats = RunStats(rows=table.n, images=len(groups), skipped_rows=table.n - int(todo.sum()))
     return groups, stats, todo
 

@@ -452,7 +452,11 @@ class CandidateRanker:
     def shares(self, scores: Sequence[float]) -> list[float]:
         """The probabilities normalised within the entity (each candidate's share of it)."""
         total = float(sum(scores))
-        return [float(s) / total for s in scores] if total > 0 else [1.0 / len(scores)] * len(scores)
+        if not scores:
+            return []
+        if total <= 0:
+            return [1.0 / len(scores)] * len(scores)
+        return [float(s) / total for s in scores]
 
     # -- persistence -------------------------------------------------------------
     def save(self, path: str | Path) -> None:
