@@ -17,11 +17,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from specread.answer import Answer
 from specread.errors import AnswerFormatError
 
-__all__ = ["RELIABILITY_BANDS", "TEST_MIX", "Score", "evaluate", "normalize_answer", "reliability", "score_rows"]
+__all__ = [
+    "COVERAGES",
+    "PRECISION_TARGETS",
+    "RELIABILITY_BANDS",
+    "TEST_MIX",
+    "Score",
+    "evaluate",
+    "normalize_answer",
+    "reliability",
+    "risk_coverage",
+    "score_rows",
+]
 
 TEST_MIX: dict[str, int] = {
     "height": 32282,
@@ -185,3 +197,91 @@ def reliability(
 
 def entity_counts(entities: Mapping[str, str]) -> Counter[str]:
     return Counter(entities.values())
+
+
+COVERAGES = tuple(round(0.1 * k, 1) for k in range(1, 11))
+"""Coverages (shares of the rows answered, most confident first) a risk-coverage report lists."""
+
+PRECISION_TARGETS = (0.90, 0.95, 0.99)
+"""Precisions whose reachable coverage a risk-coverage report lists."""
+
+
+def _ranked(
+    preds: Mapping[str, str], confidences: Mapping[str, float], gold: Mapping[str, str], keys: list[str]
+) -> list[bool]:
+    """Whether each answered row is right, most confident first (rows without answer or confidence left out)."""
+    answered = [k for k in keys if normalize_answer(preds.get(k, "")) is not None and k in confidences]
+    answered.sort(key=lambda k: -confidences[k])
+    return [normalize_answer(preds[k]) == normalize_answer(gold[k]) for k in answered]
+
+
+def risk_coverage(
+    preds: Mapping[str, str],
+    confidences: Mapping[str, float],
+    gold: Mapping[str, str],
+    entities: Mapping[str, str],
+) -> dict[str, dict]:
+    """What answering only the most confident rows gives, per entity and over all rows (``"all"``).
+
+    Coverage is the share of an entity's rows answered, most confident first; precision the share
+    of those answers that are right. Per key: ``rows``, ``curve`` (precision at each of
+    :data:`COVERAGES` reachable with the answers there are) and ``coverage_at`` (the largest
+    coverage whose precision is at least each of :data:`PRECISION_TARGETS`; 0 when none is).
+    """
+    by_entity: dict[str, list[str]] = {"all": list(gold)}
+    for k in gold:
+        by_entity.setdefault(entities.get(k, "?"), []).append(k)
+    out: dict[str, dict] = {}
+    for name, keys in sorted(by_entity.items()):
+        right = _ranked(preds, confidences, gold, keys)
+        hits = list(accumulate(right))
+        curve = []
+        for cov in COVERAGES:
+            n = round(cov * len(keys))
+            if 0 < n <= len(right):
+                curve.append({"coverage": cov, "precision": round(hits[n - 1] / n, 4)})
+        reach = {}
+        for target in PRECISION_TARGETS:
+            ok = [i + 1 for i, h in enumerate(hits) if h / (i + 1) >= target]
+            reach[str(target)] = round(max(ok) / len(keys), 4) if ok else 0.0
+        out[name] = {"rows": len(keys), "answered": len(right), "curve": curve, "coverage_at": reach}
+    return out
+
+
+def plot_risk_coverage(
+    preds: Mapping[str, str],
+    confidences: Mapping[str, float],
+    gold: Mapping[str, str],
+    entities: Mapping[str, str],
+    path: str,
+) -> None:
+    """Write a risk-coverage plot (precision against coverage, one line per entity) as a PNG.
+
+    Raises:
+        ImportError: matplotlib is missing (the ``eda`` extra).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_entity: dict[str, list[str]] = {}
+    for k in gold:
+        by_entity.setdefault(entities.get(k, "?"), []).append(k)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, keys in [*sorted(by_entity.items()), ("all", list(gold))]:
+        right = _ranked(preds, confidences, gold, keys)
+        if not right:
+            continue
+        n = range(1, len(right) + 1)
+        cum = [h / i for h, i in zip(accumulate(right), n, strict=True)]
+        ax.plot([i / len(keys) for i in n], cum, label=f"{name} ({len(keys)})", lw=2.5 if name == "all" else 1.2)
+    ax.set_xlabel("coverage (share of rows answered, most confident first)")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -17,11 +17,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from specread.errors import ModelMismatchError
 from specread.extract.priors import Priors
 from specread.io.images import decode_image, image_digest, read_image_bytes
 from specread.ocr.cache import OcrCache, default_cache_dir
@@ -33,7 +34,7 @@ from specread.settings import JointSettings, ReaderConfig
 from specread.types import ImageInput, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
-__all__ = ["SCORERS", "PageSource", "SpecReader", "build_ocr_reader", "reader_model"]
+__all__ = ["SCORERS", "PageSource", "SpecReader", "answer_thresholds", "build_ocr_reader", "reader_model"]
 
 
 class PageSource:
@@ -83,6 +84,7 @@ class SpecReader:
             candidate (see :attr:`ReaderConfig.retry_side`).
         calibration: the model folder's confidence calibration (raw confidences without it).
         joint: how an image's entities of one unit dimension are read together.
+        min_confidence: the confidence an answer needs, per entity or for all (see :class:`Selector`).
     """
 
     batch_images = 1
@@ -98,9 +100,10 @@ class SpecReader:
         retry: PageSource | None = None,
         calibration: Calibration | None = None,
         joint: JointSettings | None = DEFAULT_JOINT,
+        min_confidence: Mapping[str, float] | float = 0.0,
     ) -> None:
         self.engine = engine
-        self.selector = Selector(scorer, priors, use_priors_fallback, joint, calibration)
+        self.selector = Selector(scorer, priors, use_priors_fallback, joint, calibration, min_confidence)
         self.cache = cache
         self.retry = retry
 
@@ -176,6 +179,29 @@ def reader_model(config: ReaderConfig) -> Model:
     return model
 
 
+def answer_thresholds(config: ReaderConfig, model: Model) -> dict[str, float] | float:
+    """The confidence each entity's answer needs under ``config``'s precision target (0: none).
+
+    ``min_confidence`` is one threshold for every entity; ``min_precision`` reads each entity's
+    off the model folder's calibration (``inf`` for an entity that never reached the target on
+    held-out answers: it is withheld, never answered under the target).
+
+    Raises:
+        ModelMismatchError: ``min_precision`` with a model folder that has no calibration.
+    """
+    if config.min_confidence:
+        return config.min_confidence
+    if not config.min_precision:
+        return 0.0
+    if model.calibration is None:
+        raise ModelMismatchError(
+            model.path,
+            "has no calibration.json, so no precision target can be met: retrain it with `specread train` "
+            "(--holdout 2 or more), or give --min-confidence",
+        )
+    return model.calibration.thresholds(config.min_precision, get_registry().entities)
+
+
 def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = None) -> SpecReader:
     """Build a :class:`SpecReader` from plain config (``engine`` replaces the configured one, for tests).
 
@@ -200,6 +226,7 @@ def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | Non
         retry=retry,
         calibration=model.calibration if config.scorer == "ranker" else None,
         joint=config.joint,
+        min_confidence=answer_thresholds(config, model),
     )
 
 

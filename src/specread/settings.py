@@ -193,6 +193,11 @@ class ReaderConfig:
             again with the text detector at this side and answer that entity from the
             second page; 0 never does.
         use_priors_fallback: answer from training-label priors when nothing is read.
+        min_precision: answer only rows whose confidence reached this precision on the model
+            folder's held-out answers, per entity (:meth:`~specread.rank.calibrate.Calibration.threshold`);
+            an entity that never reached it is left blank. 0 answers everything (the challenge's F1
+            rewards answering every row).
+        min_confidence: answer only rows at this confidence or above, whatever the entity (0: all).
         cache_dir: OCR cache folder; ``None`` disables the cache; ``"default"`` uses
             ``$SPECREAD_CACHE`` or the user cache folder.
         vlm: the VLM reader's settings.
@@ -210,12 +215,19 @@ class ReaderConfig:
     ocr: OcrSettings = field(default_factory=OcrSettings)
     retry_side: int = _READER["retry_side"]
     use_priors_fallback: bool = _READER["use_priors_fallback"]
+    min_precision: float = _READER["min_precision"]
+    min_confidence: float = _READER["min_confidence"]
     cache_dir: str | None = _READER["cache_dir"]
     vlm: VlmSettings = field(default_factory=VlmSettings)
     model: str = _READER["model"]
     joint: JointSettings = field(default_factory=JointSettings)
 
     def __post_init__(self) -> None:
+        for name in ("min_precision", "min_confidence"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be at least 0 (off) and under 1; got {getattr(self, name)}")
+        if self.min_precision and self.min_confidence:
+            raise ValueError("give min_precision or min_confidence, not both")
         if self.retry_side and not self.ocr.det_side < self.retry_side <= self.ocr.max_side:
             raise ValueError(
                 f"retry_side must be 0 (off) or a detector side above the first pass's ({self.ocr.det_side}) "

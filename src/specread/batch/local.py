@@ -70,6 +70,16 @@ class RunStats:
     warnings: list[str] = field(default_factory=list)
     failures_by_kind: dict[str, int] = field(default_factory=dict)
     failures_file: Path | None = None
+    answered: dict[str, list[float]] = field(default_factory=dict)
+    """entity -> [rows written this run, rows answered, sum of the answered rows' confidence]."""
+
+    def count(self, entity: str, rows: int, answered: bool, confidence: float | None) -> None:
+        """Count ``rows`` written for ``entity``, answered or left blank (under a precision target)."""
+        tally = self.answered.setdefault(entity, [0, 0, 0.0])
+        tally[0] += rows
+        if answered:
+            tally[1] += rows
+            tally[2] += rows * (confidence or 0.0)
 
     def record(self, failure: Failure) -> None:
         self.failed_images += 1
@@ -369,6 +379,7 @@ class Run:
             rows = self._rows(key)
             self.writer.write_same(self.table.indices(rows), self.answers.set(rows, pred, conf))
             self.todo[rows] = False
+            self.stats.count(self.table.keys[int(key)].entity_name, len(rows), bool(pred), conf)
         self.writer.flush()
 
     def fail(self, failure: Failure) -> None:

@@ -34,6 +34,8 @@ __all__ = [
     "DeviceOpt",
     "ImagesOpt",
     "JsonOpt",
+    "MinConfidenceOpt",
+    "MinPrecisionOpt",
     "ModelOpt",
     "NoCacheOpt",
     "PresetOpt",
@@ -113,6 +115,26 @@ ModelOpt = Annotated[
     ),
 ]
 
+MinPrecisionOpt = Annotated[
+    float,
+    typer.Option(
+        "--min-precision",
+        min=0.0,
+        max=0.999,
+        help="Answer only where the model's held-out precision reached this, per entity (e.g. 0.95); "
+        "other rows are left blank, and an entity that never reached it entirely (0: answer every row).",
+    ),
+]
+MinConfidenceOpt = Annotated[
+    float,
+    typer.Option(
+        "--min-confidence",
+        min=0.0,
+        max=0.999,
+        help="Answer only rows at this confidence or above, whatever the entity (0: answer every row).",
+    ),
+]
+
 # -- the VLM reader (VlmSettings) -----------------------------------------------------------
 VlmModelOpt = Annotated[str, typer.Option("--vlm-model", help="VLM weights folder or id (vlm/hybrid).")]
 VlmThresholdOpt = Annotated[
@@ -163,6 +185,8 @@ def reader_config(
     scorer: str = DEFAULT_READER.scorer,
     reader: str = DEFAULT_READER.reader,
     model: str = DEFAULT_READER.model,
+    min_precision: float = DEFAULT_READER.min_precision,
+    min_confidence: float = DEFAULT_READER.min_confidence,
     vlm_model: str = DEFAULT_VLM.model,
     vlm_threshold: float = DEFAULT_VLM.threshold,
     vlm_batch_size: int = DEFAULT_VLM.batch_size,
@@ -178,10 +202,11 @@ def reader_config(
     Raises:
         ValueError: an unknown scorer, preset, device or reader, a VLM reader without ``vlm_model``, or
             settings the tree refuses (``retry_side`` out of range...): a usage error, exit 2.
-        ModelMismatchError: a model folder that is missing, garbled or trained otherwise (exit 2).
+        ModelMismatchError: a model folder that is missing, garbled or trained otherwise, or one
+            without a calibration under ``min_precision`` (exit 2).
         DeviceUnavailableError: ``device="cuda"`` without onnxruntime's CUDA provider (exit 2).
     """
-    from specread.pipeline import SCORERS, reader_model
+    from specread.pipeline import SCORERS, answer_thresholds, reader_model
     from specread.readers import available_readers
 
     check_choice("scorer", scorer, SCORERS)
@@ -195,6 +220,8 @@ def reader_config(
         retry_side=retry_side,
         cache_dir=None if no_cache else (cache_dir or default_cache),
         model=model,
+        min_precision=min_precision,
+        min_confidence=min_confidence,
         vlm=VlmSettings(
             model=vlm_model,
             threshold=vlm_threshold,
@@ -203,7 +230,7 @@ def reader_config(
         ),
     )
     if reader != "vlm":
-        reader_model(config)
+        answer_thresholds(config, reader_model(config))
     return config
 
 

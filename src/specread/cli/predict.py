@@ -23,6 +23,8 @@ from specread.cli.options import (
     DeviceOpt,
     ImagesOpt,
     JsonOpt,
+    MinConfidenceOpt,
+    MinPrecisionOpt,
     ModelOpt,
     NoCacheOpt,
     PresetOpt,
@@ -55,6 +57,8 @@ def predict(
     device: DeviceOpt = DEFAULT_READER.ocr.device,
     retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
     model: ModelOpt = DEFAULT_READER.model,
+    min_precision: MinPrecisionOpt = DEFAULT_READER.min_precision,
+    min_confidence: MinConfidenceOpt = DEFAULT_READER.min_confidence,
     reader: ReaderOpt = DEFAULT_READER.reader,
     vlm_model: VlmModelOpt = DEFAULT_VLM.model,
     vlm_threshold: VlmThresholdOpt = DEFAULT_VLM.threshold,
@@ -118,6 +122,21 @@ def predict(
     if stats.failed_images:
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.failures_by_kind.items(), key=lambda kv: -kv[1]))
         console.print(f"unreadable images by reason: {kinds}; listed in {stats.failures_file}")
+    if config.min_precision or config.min_confidence:
+        console.print(_answered_line(stats.answered, config.min_precision or config.min_confidence))
+
+
+def _answered_line(answered: dict[str, list[float]], target: float) -> str:
+    """Rows answered per entity under a precision target, and the precision to expect of them.
+
+    The expected precision is the mean calibrated confidence of the answered rows: with a
+    calibrated model each answer's confidence is its held-out probability of being right.
+    """
+    parts = []
+    for entity, (rows, done, confidence) in sorted(answered.items()):
+        expect = f", expected precision {confidence / done:.2f}" if done else " (withheld)"
+        parts.append(f"{entity} {int(done)}/{int(rows)}{expect}")
+    return f"answered at target {target}: " + ("; ".join(parts) or "no row read this run")
 
 
 def read(
@@ -129,6 +148,8 @@ def read(
     device: DeviceOpt = DEFAULT_READER.ocr.device,
     retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
     model: ModelOpt = DEFAULT_READER.model,
+    min_precision: MinPrecisionOpt = DEFAULT_READER.min_precision,
+    min_confidence: MinConfidenceOpt = DEFAULT_READER.min_confidence,
     reader: ReaderOpt = DEFAULT_READER.reader,
     vlm_model: VlmModelOpt = DEFAULT_VLM.model,
     vlm_threshold: VlmThresholdOpt = DEFAULT_VLM.threshold,
@@ -172,14 +193,20 @@ def evaluate(
     predictions: Annotated[Path, typer.Argument(help="Output CSV (index,prediction).")],
     gold: Annotated[Path, typer.Argument(help="Gold CSV with entity_name,entity_value (and index).")],
     as_json: JsonOpt = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Also draw the risk-coverage plot into this PNG (needs a confidence column)."),
+    ] = None,
 ) -> None:
     """Official F1, precision, recall, per-entity table and F1 re-weighted to the test mix.
 
     When the predictions carry a ``confidence`` column (``predict --confidence``), also the
-    reliability table: accuracy per confidence band, per entity.
+    reliability table (accuracy per confidence band, per entity) and the risk-coverage report:
+    precision when only the most confident rows are answered, and the coverage reached at
+    precision 0.90, 0.95 and 0.99.
     """
     from specread.io.dataset import read_confidences, read_gold, read_predictions
-    from specread.metrics import reliability, score_rows
+    from specread.metrics import plot_risk_coverage, reliability, risk_coverage, score_rows
 
     preds = read_predictions(predictions)
     values, entities = read_gold(gold)
@@ -187,6 +214,14 @@ def evaluate(
     confidences = read_confidences(predictions)
     if confidences is not None:
         report["reliability"] = reliability(preds, confidences, values, entities)
+        report["risk_coverage"] = risk_coverage(preds, confidences, values, entities)
+    if plot is not None:
+        if confidences is None:
+            raise fail(f"{predictions} has no confidence column: write it with `specread predict --confidence`")
+        try:
+            plot_risk_coverage(preds, confidences, values, entities, str(plot))
+        except ImportError:
+            raise fail("--plot needs matplotlib: pip install 'specread[eda]'") from None
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -201,6 +236,24 @@ def evaluate(
     Console().print(table)
     if "reliability" in report:
         Console().print(_reliability_table(report["reliability"]))
+        Console().print(_coverage_table(report["risk_coverage"]))
+    if plot is not None:
+        console.print(f"wrote {plot}")
+
+
+def _coverage_table(report: dict[str, dict]) -> Table:
+    """The coverage each entity reaches at precision 0.90 / 0.95 / 0.99, answering its surest rows first."""
+    from specread.metrics import PRECISION_TARGETS
+
+    table = Table(title="risk-coverage: share of rows answerable at a precision")
+    table.add_column("entity")
+    table.add_column("rows", justify="right")
+    for target in PRECISION_TARGETS:
+        table.add_column(f"at {target:.2f}", justify="right")
+    for entity, r in report.items():
+        cells = [f"{r['coverage_at'][str(t)]:.0%}" for t in PRECISION_TARGETS]
+        table.add_row(entity, str(r["rows"]), *cells, style="bold" if entity == "all" else None)
+    return table
 
 
 def _reliability_table(bands: dict[str, list[dict]]) -> Table:

@@ -10,6 +10,8 @@ from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
     DeviceOpt,
+    MinConfidenceOpt,
+    MinPrecisionOpt,
     ModelOpt,
     PresetOpt,
     RetrySideOpt,
@@ -91,6 +93,8 @@ def serve(
     device: DeviceOpt = DEFAULT_READER.ocr.device,
     retry_side: RetrySideOpt = DEFAULT_READER.retry_side,
     model: ModelOpt = DEFAULT_READER.model,
+    min_precision: MinPrecisionOpt = DEFAULT_READER.min_precision,
+    min_confidence: MinConfidenceOpt = DEFAULT_READER.min_confidence,
 ) -> None:
     """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
     reader = reader_config(
@@ -98,6 +102,8 @@ def serve(
         device=device,
         retry_side=retry_side,
         model=model,
+        min_precision=min_precision,
+        min_confidence=min_confidence,
         cache_dir=cache_dir,
         no_cache=no_cache,
         default_cache=DEFAULT_SERVICE.reader.cache_dir,

@@ -8,26 +8,60 @@ confidence to the accuracy measured on held-out rows (isotonic regression by
 pool-adjacent-violators, on out-of-fold predictions of grouped CV), so a
 threshold on calibrated confidence is a threshold on precision.
 
-``specread train`` writes the map into the model folder (``calibration.json``);
+The same held-out answers give each entity's *precision curve*: for each
+calibrated confidence t, the precision and coverage of the answers at t or
+above. :meth:`Calibration.threshold` reads a precision target off it
+(``specread predict --min-precision 0.95``): the lowest confidence whose
+held-out answers were that precise, or None when no confidence was (the
+entity is then withheld rather than answered under the target).
+
+``specread train`` writes both into the model folder (``calibration.json``);
 a reader whose model folder has none reports the raw confidence.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MIN_ROWS", "Calibration", "isotonic"]
+__all__ = ["MIN_ANSWERED", "MIN_ROWS", "Calibration", "isotonic", "precision_curve"]
 
 MIN_ROWS = 20
 """Held-out rows an entity needs for a map of its own; an entity with fewer uses the pooled map."""
 
 POOLED = "*"
 """The key of the map fitted on every entity's rows together."""
+
+MIN_ANSWERED = 10
+"""Held-out answers a threshold must keep: a precision measured on fewer is too noisy to promise."""
+
+CURVE_POINTS = 40
+"""Most points kept of a precision curve (more add nothing a threshold can use)."""
+
+
+def precision_curve(confidence: np.ndarray, correct: np.ndarray) -> list[tuple[float, float, float]]:
+    """``(threshold, precision, coverage)`` for answering only rows with confidence >= threshold.
+
+    Thresholds are the distinct confidences, highest first; coverage is the share of the rows
+    answered. Thinned to at most :data:`CURVE_POINTS` points, always keeping the last (all rows).
+    """
+    order = np.argsort(-confidence, kind="stable")
+    c, y = confidence[order], correct[order].astype(float)
+    if not len(c):
+        return []
+    hits = np.cumsum(y)
+    n = np.arange(1, len(c) + 1)
+    last = np.r_[np.flatnonzero(c[1:] != c[:-1]), len(c) - 1]  # last row of each distinct confidence
+    points = [(float(c[i]), float(hits[i] / n[i]), float(n[i] / len(c))) for i in last]
+    if len(points) > CURVE_POINTS:
+        keep = np.unique(np.r_[np.linspace(0, len(points) - 1, CURVE_POINTS).astype(int), len(points) - 1])
+        points = [points[i] for i in keep]
+    return [(round(t, 6), round(p, 4), round(cov, 4)) for t, p, cov in points]
 
 
 def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +98,13 @@ class Calibration:
     Attributes:
         maps: entity (or :data:`POOLED`) -> (knots, values), both non-decreasing.
         rows: entity -> held-out rows its map was fitted on.
+        curves: entity (or :data:`POOLED`) -> its precision curve over calibrated confidence
+            (:func:`precision_curve`), from the same held-out answers.
     """
 
     maps: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]]
     rows: Mapping[str, int]
+    curves: Mapping[str, Sequence[tuple[float, float, float]]] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, entities: Iterable[str], raw: Iterable[float], correct: Iterable[bool]) -> Calibration:
@@ -77,6 +114,7 @@ class Calibration:
         y = np.asarray(list(correct), dtype=float)
         maps: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
         rows: dict[str, int] = {}
+        curves: dict[str, list[tuple[float, float, float]]] = {}
         if len(x):
             k, v = isotonic(x, y)
             maps[POOLED] = (tuple(k.tolist()), tuple(v.tolist()))
@@ -87,7 +125,15 @@ class Calibration:
             if mask.sum() >= MIN_ROWS:
                 k, v = isotonic(x[mask], y[mask])
                 maps[entity] = (tuple(k.tolist()), tuple(v.tolist()))
-        return cls(maps, rows)
+        calibration = cls(maps, rows)
+        calibrated = np.array([calibration(e, c) for e, c in zip(ents.tolist(), x.tolist(), strict=True)])
+        if len(x):
+            curves[POOLED] = precision_curve(calibrated, y)
+        for entity in maps:
+            if entity != POOLED:
+                mask = ents == entity
+                curves[entity] = precision_curve(calibrated[mask], y[mask])
+        return cls(maps, rows, curves)
 
     def __call__(self, entity: str, raw: float) -> float:
         """The calibrated confidence of a raw one (the raw value where nothing was fitted)."""
@@ -96,16 +142,39 @@ class Calibration:
             return raw
         return float(np.interp(raw, table[0], table[1]))
 
+    def threshold(self, entity: str, target: float) -> float | None:
+        """The lowest calibrated confidence at which the entity's held-out answers reached ``target`` precision.
+
+        Only thresholds that keep at least :data:`MIN_ANSWERED` held-out answers count (the pooled
+        curve stands in for an entity without a map of its own). None when no threshold reached
+        the target: the entity cannot be answered that precisely and is withheld.
+        """
+        key = entity if entity in self.maps else POOLED
+        curve = self.curves.get(key, ())
+        answered = self.rows.get(key, 0)
+        meets = [t for t, p, cov in curve if p >= target and cov * answered >= MIN_ANSWERED]
+        return min(meets) if meets else None
+
+    def thresholds(self, target: float, entities: Iterable[str]) -> dict[str, float]:
+        """:meth:`threshold` for each entity, ``inf`` (withhold every answer) where it is None."""
+        out = {}
+        for entity in entities:
+            t = self.threshold(entity, target)
+            out[entity] = math.inf if t is None else t
+        return out
+
     def to_dict(self) -> dict:
         return {
             "maps": {e: {"knots": list(k), "values": list(v)} for e, (k, v) in sorted(self.maps.items())},
             "rows": dict(sorted(self.rows.items())),
+            "curves": {e: [list(p) for p in c] for e, c in sorted(self.curves.items())},
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
         maps = {e: (tuple(map(float, m["knots"])), tuple(map(float, m["values"]))) for e, m in data["maps"].items()}
-        return cls(maps, {e: int(n) for e, n in data.get("rows", {}).items()})
+        curves = {e: [tuple(map(float, p)) for p in c] for e, c in data.get("curves", {}).items()}
+        return cls(maps, {e: int(n) for e, n in data.get("rows", {}).items()}, curves)  # type: ignore[arg-type]
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -13,7 +13,7 @@ answer all three, and item weight is weighed against the maximum weight recommen
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from specread.extract.candidates import find_mentions
@@ -25,7 +25,10 @@ from specread.settings import JointSettings
 from specread.types import Candidate, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
-__all__ = ["BLIND_CONFIDENCE", "DEFAULT_JOINT", "Scorer", "Selector"]
+__all__ = ["BLIND_CONFIDENCE", "DEFAULT_JOINT", "WITHHELD", "Scorer", "Selector"]
+
+WITHHELD = "withheld"
+"""The source of a prediction left blank because its confidence was under the precision target."""
 
 DEFAULT_JOINT = JointSettings()
 """The whole-image assignment's costs a selector uses unless told otherwise."""
@@ -58,6 +61,9 @@ class Selector:
         joint: the whole-image assignment's settings; None (or ``enabled`` false) reads each entity on its own.
         calibration: raw confidence -> held-out accuracy per entity (the model folder's); without
             it a prediction carries the raw confidence.
+        min_confidence: the confidence an answer needs, per entity or one for all (``inf``
+            withholds an entity); an answer under it is withheld: an empty prediction with
+            source ``"withheld"`` that keeps its confidence and evidence, for review.
     """
 
     def __init__(
@@ -67,12 +73,26 @@ class Selector:
         use_priors_fallback: bool = True,
         joint: JointSettings | None = DEFAULT_JOINT,
         calibration: Calibration | None = None,
+        min_confidence: Mapping[str, float] | float = 0.0,
     ) -> None:
         self.scorer = scorer
         self.priors = priors
         self.use_priors_fallback = use_priors_fallback
         self.joint = joint if joint is not None and joint.enabled else None
         self.calibration = calibration
+        self.min_confidence = min_confidence
+
+    def needs(self, entity: str) -> float:
+        """The confidence an answer for ``entity`` needs (0: every answer is given)."""
+        if isinstance(self.min_confidence, Mapping):
+            return self.min_confidence.get(entity, 0.0)
+        return self.min_confidence
+
+    def gate(self, pred: Prediction) -> Prediction:
+        """``pred``, or the withheld (empty) prediction when its confidence is under :meth:`needs`."""
+        if pred.value is None or pred.confidence >= self.needs(pred.entity):
+            return pred
+        return Prediction(pred.entity, confidence=pred.confidence, source=WITHHELD, evidence=pred.evidence)
 
     def select(
         self,
@@ -131,13 +151,15 @@ class Selector:
             best, raw = picks[r]
             win = cands[r][best]
             raw = self.scorer.confidence(scores[r], best) if raw is None else raw
-            out[r] = Prediction(
-                r,
-                win.quantity.value,
-                win.quantity.unit,
-                confidence=raw if self.calibration is None else self.calibration(r, raw),
-                source=self.scorer.name,
-                evidence=win,
+            out[r] = self.gate(
+                Prediction(
+                    r,
+                    win.quantity.value,
+                    win.quantity.unit,
+                    confidence=raw if self.calibration is None else self.calibration(r, raw),
+                    source=self.scorer.name,
+                    evidence=win,
+                )
             )
         return out
 
@@ -146,4 +168,4 @@ class Selector:
         guess = self.priors.fallback(entity, group_id) if self.use_priors_fallback else None
         if guess is None:
             return Prediction(entity)
-        return Prediction(entity, guess[0], guess[1], confidence=BLIND_CONFIDENCE, source="prior")
+        return self.gate(Prediction(entity, guess[0], guess[1], confidence=BLIND_CONFIDENCE, source="prior"))
