@@ -11,6 +11,12 @@ in-sample (reported as such); the cross-validated figures are the honest ones.
     python benchmarks/real_dev.py --workers 2                 # end to end, cold OCR cache
     python benchmarks/real_dev.py --cv 5 --cache-dir ~/.cache/specread/ocr
     python benchmarks/real_dev.py --cv 5 --repeats 8   # mean and sd over 8 fold splits
+    python benchmarks/real_dev.py --cv 5 --repeats 8 --systems ranker_layout --plot rc.png
+
+With ``--cv`` each system also reports ``precision_targets`` (``--min-precision`` 0.90 / 0.95 /
+0.98 judged out of sample: precision reached and coverage per entity, mean over the fold splits)
+and ``risk_coverage`` (the first split), both on confidences calibrated by cross-fitting
+(``targets.py``).
 """
 
 from __future__ import annotations
@@ -166,6 +172,23 @@ def _calibration(confs: dict[str, str], correct: dict[str, bool], bins: int = 5)
     return {"ece": round(ece, 4), "bins": table}
 
 
+def _mean_targets(runs: list[dict]) -> dict:
+    """Precision reached and coverage per target and entity, averaged over fold splits (None where nothing answered)."""
+    out: dict = {}
+    for target, per in runs[0].items():
+        out[target] = {}
+        for name, first in per.items():
+            cells = [run[target][name] for run in runs]
+            precisions = [c["precision"] for c in cells if c["precision"] is not None]
+            out[target][name] = {
+                "rows": first["rows"],
+                "coverage": round(float(np.mean([c["coverage"] for c in cells])), 4),
+                "precision": round(float(np.mean(precisions)), 4) if precisions else None,
+                "withheld_in": sum(bool(c.get("withheld")) for c in cells),
+            }
+    return out
+
+
 def _over_repeats(reports: list[dict]) -> dict:
     """Mean and spread of the scores over fold splits (one split of ~1k rows moves dims by +-3 pts)."""
     series = {
@@ -211,8 +234,10 @@ def load_dev_rows(
 
 def cross_validation(args: argparse.Namespace) -> dict:
     from specread.extract.priors import load_priors
+    from specread.metrics import plot_risk_coverage, risk_coverage
     from specread.rank.rules import RuleScorer
-    from specread.rank.train import cross_validate, fit_ranker
+    from specread.rank.train import cross_read, fit_ranker, grouped_folds
+    from targets import cross_fitted, precision_at_targets
 
     rows, retry = load_dev_rows(args.data, args.cache_dir, args.preset, args.retry_side, args.workers)
     priors = load_priors()
@@ -239,10 +264,22 @@ def cross_validation(args: argparse.Namespace) -> dict:
         "systems": {},
     }
     for name, make in systems.items():
-        runs = []
+        runs, targets = [], []
         for repeat in range(args.repeats):
-            preds, confs = cross_validate(rows, priors, make, k=args.cv, seed=args.seed + repeat, retry=retry)
+            seed = args.seed + repeat
+            answers = [
+                a[r.entity] for r, a in zip(rows, cross_read(rows, priors, make, args.cv, seed, retry), strict=True)
+            ]
+            preds = {str(i): a.text for i, a in enumerate(answers)}
+            confs = {str(i): a.confidence for i, a in enumerate(answers)}
             runs.append((preds, confs, score_rows(preds, gold, entities).to_dict()))
+            folds = grouped_folds(rows, args.cv, seed)
+            targets.append(precision_at_targets(rows, answers, folds))
+            if repeat == 0:  # risk-coverage on confidences calibrated out of sample (cross-fitted)
+                calibrated = {str(i): c for i, c in enumerate(cross_fitted(rows, answers, folds)[0])}
+                coverage = risk_coverage(preds, calibrated, gold, entities)
+                if args.plot:
+                    plot_risk_coverage(preds, calibrated, gold, entities, str(args.plot.with_suffix(f".{name}.png")))
         preds, confs, rep = runs[0]
         correct = {k: normalize_answer(preds[k]) == normalize_answer(gold[k]) for k in preds}
         result["systems"][name] = {
@@ -252,6 +289,8 @@ def cross_validation(args: argparse.Namespace) -> dict:
             "per_entity_accuracy": {e: s["accuracy"] for e, s in rep["per_entity"].items()},
             "dims_breakdown": _dims_breakdown(rows, preds),
             "calibration": _calibration(confs, correct),
+            "precision_targets": _mean_targets(targets),
+            "risk_coverage": coverage,
         }
         if args.repeats > 1:
             result["systems"][name]["over_repeats"] = _over_repeats([r for _, _, r in runs])
@@ -271,6 +310,7 @@ def main() -> None:
     parser.add_argument("--cv", type=int, default=0, help="K-fold grouped cross-validation of the selectors")
     parser.add_argument("--seed", type=int, default=0, help="fold split seed (the first one, with --repeats)")
     parser.add_argument("--repeats", type=int, default=1, help="CV over this many fold splits; adds mean and sd")
+    parser.add_argument("--plot", type=Path, default=None, help="with --cv: risk-coverage PNGs (PLOT.<system>.png)")
     parser.add_argument(
         "--systems", type=lambda text: text.split(","), default=None, help="comma-separated selectors to cross-validate"
     )

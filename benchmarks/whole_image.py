@@ -40,10 +40,10 @@ import numpy as np
 from real_dev import DEFAULT_DATA, load_dev_rows
 from specread.extract.priors import load_priors
 from specread.metrics import normalize_answer, reliability, score_rows
-from specread.rank.calibrate import Calibration
 from specread.rank.select import DEFAULT_JOINT
 from specread.rank.train import cross_read, fit_ranker, grouped_folds
 from specread.types import LabelledRow, Prediction
+from targets import cross_fitted
 
 DIMS = ("width", "height", "depth")
 SAMPLE_TEST = DEFAULT_DATA.parent / "sample-test"
@@ -56,20 +56,6 @@ def _key(p: Prediction) -> tuple[float, str] | None:
 def _collides(answers: dict[str, Prediction]) -> bool:
     keys = [_key(answers[e]) for e in DIMS if e in answers and _key(answers[e]) is not None]
     return len(set(keys)) < len(keys)
-
-
-def _cross_fitted(rows: Sequence[LabelledRow], answers: list[dict[str, Prediction]], folds: list[int]) -> list[float]:
-    """Each row's confidence calibrated by a map fitted on the other folds' answers (honest out of sample)."""
-    right = [normalize_answer(a[r.entity].text) == normalize_answer(r.gold) for r, a in zip(rows, answers, strict=True)]
-    read = [a[r.entity].source not in ("prior", "") for r, a in zip(rows, answers, strict=True)]
-    out = [a[r.entity].confidence for r, a in zip(rows, answers, strict=True)]
-    for f in set(folds):
-        train = [i for i, g in enumerate(folds) if g != f and read[i]]
-        cal = Calibration.fit([rows[i].entity for i in train], [out[i] for i in train], [right[i] for i in train])
-        for i, g in enumerate(folds):
-            if g == f and read[i]:
-                out[i] = cal(rows[i].entity, answers[i][rows[i].entity].confidence)
-    return out
 
 
 def _top_quintile(rows: Sequence[LabelledRow], answers: list[dict[str, Prediction]], confs: list[float]) -> float:
@@ -124,7 +110,7 @@ def _one_split(rows: list[LabelledRow], make: Callable, args: argparse.Namespace
         )
 
     folds = grouped_folds(rows, args.cv, seed)
-    confs = _cross_fitted(rows, alone, folds)
+    confs, _ = cross_fitted(rows, [a[r.entity] for r, a in zip(rows, alone, strict=True)], folds)
     images = {rows[i].key: three[i] for i in dims}
     return {
         "report": report,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from specread.cli.options import (
     reader_config,
 )
 from specread.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from specread.review.queue import ReviewRow
+    from specread.review.session import ReviewSession
 
 __all__ = ["review"]
 
@@ -40,8 +44,26 @@ def review(
         ),
     ],
     order: Annotated[
-        str, typer.Option("--order", help="Queue order: confidence (least confident first) or input.")
-    ] = "confidence",
+        str,
+        typer.Option(
+            "--order",
+            help="Queue order: gain (rows with a candidate, least confident first, then rows where nothing was "
+            "read), confidence (least confident first) or input.",
+        ),
+    ] = "gain",
+    below: Annotated[
+        float,
+        typer.Option(
+            "--below",
+            min=0.0,
+            max=0.999,
+            help="Review only the rows this precision target leaves blank (`predict --min-precision`): blank "
+            "answers and answers under their entity's threshold (0: every row).",
+        ),
+    ] = 0.0,
+    skip_unread: Annotated[
+        bool, typer.Option("--skip-unread", help="Leave out rows where no candidate was read (nothing to pick).")
+    ] = False,
     write_output: Annotated[
         Path | None,
         typer.Option(
@@ -62,30 +84,23 @@ def review(
     "not on the image", U undoes. Train on the labels file with `specread train LABELS --base packaged`.
     """
     from specread.readers import build_reader
-    from specread.review.queue import ORDERS, ReviewRow, read_review_rows, with_confidence
+    from specread.review.queue import ORDERS, below_target, read_review_rows
     from specread.review.session import ReviewSession
     from specread.review.store import DecisionStore
 
     check_choice("order", order, ORDERS)
     if not images.is_dir():
         raise ValueError(f"--images {images} is not a folder")
-    config = reader_config(preset=preset, model=model, cache_dir=cache_dir)
+    config = reader_config(preset=preset, model=model, cache_dir=cache_dir, min_precision=below)
     rows = read_review_rows(input_csv, predictions)
     store = DecisionStore(labels)
     reader = build_reader(config)
     session = ReviewSession(rows, store, images, reader, order=order)  # refuses a labels file of another input
-    unknown = [r for r in rows if r.confidence is None]
-    if unknown and order == "confidence":
-        # No confidence column: read each page again (through the OCR cache predict filled) to order the queue.
-        with progress_bar("confidence", total=len(unknown)) as tick:
-            seen = {r.index: n for n, r in enumerate(unknown, start=1)}
-
-            def confidence(row: ReviewRow) -> float:
-                tick(seen[row.index], len(unknown))
-                return session.answer_confidence(row.index)
-
-            rows = with_confidence(rows, confidence)
-        session = ReviewSession(rows, store, images, reader, order=order)
+    rows = _fill_in(session, rows, confidence=order != "input" or below > 0, readable=order == "gain" or skip_unread)
+    queue = below_target(rows, reader.selector.needs) if below else rows
+    if skip_unread:
+        queue = [r for r in queue if r.readable]
+    session = ReviewSession(rows, store, images, reader, order=order, queue=queue)
     from specread.service.app import serve
     from specread.service.review import create_review_app
 
@@ -98,3 +113,32 @@ def review(
     )
     app = create_review_app(session, DEFAULT_SERVICE, write_output)
     serve(DEFAULT_SERVICE, host=host, port=port, log_level=log_level, app=app)
+
+
+def _fill_in(session: ReviewSession, rows: list[ReviewRow], confidence: bool, readable: bool) -> list[ReviewRow]:
+    """Rows with what the queue needs filled in by reading each page again (through the OCR cache predict filled).
+
+    ``confidence``: the answers' confidences a predictions CSV without the column lacks;
+    ``readable``: whether a candidate was read for each row's entity.
+    """
+    from specread.review.queue import with_confidence, with_readable
+
+    todo = [r for r in rows if (confidence and r.confidence is None) or (readable and r.readable is None)]
+    if not todo:
+        return rows
+    seen = {r.index: n for n, r in enumerate(todo, start=1)}
+    with progress_bar("reading pages", total=len(todo)) as tick:
+
+        def answer_confidence(row: ReviewRow) -> float:
+            tick(seen[row.index], len(todo))
+            return session.answer_confidence(row.index)
+
+        def readable_row(row: ReviewRow) -> bool:
+            tick(seen[row.index], len(todo))
+            return session.readable(row.index)  # the page was read for its confidence: cached
+
+        if confidence:
+            rows = with_confidence(rows, answer_confidence)
+        if readable:
+            rows = with_readable(rows, readable_row)
+    return rows

@@ -1,10 +1,13 @@
 """The review queue: which rows a person sees, and in which order.
 
 A row to review is an input row (``index,image_link,group_id,entity_name``) with the answer
-``specread predict`` wrote for it and that answer's confidence. Rows are shown least confident
-first: a team with an hour to spare fixes the answers most likely to be wrong. The confidence
-comes from the predictions CSV (``specread predict --confidence``); without that column the
-caller fills it in by reading the page again (:func:`with_confidence`).
+``specread predict`` wrote for it and that answer's confidence. By default rows come in order of
+expected gain: those where a candidate was read and specread is unsure first, least confident
+first (a reviewer fixes them with one key), and rows where nothing was read last (a reviewer can
+only type from memory there). The confidence comes from the predictions CSV (``specread predict
+--confidence``); without that column the caller fills it in by reading the page again
+(:func:`with_confidence`), as it fills in whether anything was read (:func:`with_readable`).
+:func:`below_target` keeps only the rows a precision target would leave blank.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ from pathlib import Path
 from specread.errors import InputFormatError
 from specread.io.dataset import CsvTable, image_name, read_rows
 
-__all__ = ["ORDERS", "ReviewRow", "order_rows", "read_review_rows", "with_confidence"]
+__all__ = ["ORDERS", "ReviewRow", "below_target", "order_rows", "read_review_rows", "with_confidence", "with_readable"]
 
-ORDERS = ("confidence", "input")
-"""Queue orders: ascending confidence (the default), or the input file's order."""
+ORDERS = ("gain", "confidence", "input")
+"""Queue orders: expected gain (rows with a candidate, least confident first, then rows with
+nothing read), ascending confidence, or the input file's order."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReviewRow:
     """One row to review: what was asked, the answer being reviewed and how sure specread was of it.
 
-    ``confidence`` is None until known (a predictions CSV without the column).
+    ``confidence`` is None until known (a predictions CSV without the column); ``readable``
+    (a candidate was read for the entity) is None until the page is read again.
     """
 
     index: str
@@ -36,6 +41,7 @@ class ReviewRow:
     entity_name: str
     prediction: str
     confidence: float | None = None
+    readable: bool | None = None
 
     @property
     def image(self) -> str:
@@ -89,8 +95,26 @@ def with_confidence(rows: Sequence[ReviewRow], confidence: Callable[[ReviewRow],
     return [r if r.confidence is not None else replace(r, confidence=confidence(r)) for r in rows]
 
 
+def with_readable(rows: Sequence[ReviewRow], readable: Callable[[ReviewRow], bool]) -> list[ReviewRow]:
+    """``rows`` with every unknown ``readable`` filled in by ``readable(row)`` (a re-read of the page)."""
+    return [r if r.readable is not None else replace(r, readable=readable(r)) for r in rows]
+
+
+def below_target(rows: Sequence[ReviewRow], needs: Callable[[str], float]) -> list[ReviewRow]:
+    """The rows a precision target leaves to people: blank answers, and answers under their entity's threshold.
+
+    ``needs(entity)`` is the confidence an answer needs (:meth:`specread.rank.select.Selector.needs`);
+    a row of unknown confidence is kept.
+    """
+    return [r for r in rows if not r.prediction or r.confidence is None or r.confidence < needs(r.entity_name)]
+
+
 def order_rows(rows: Sequence[ReviewRow], order: str = "confidence") -> list[ReviewRow]:
-    """The queue: ascending confidence (ties, and unknown confidences last, in input order), or input order.
+    """The queue, ties in input order.
+
+    ``"gain"``: rows where a candidate was read first (unknown counts as read), least confident
+    first, then rows with nothing read; ``"confidence"``: ascending confidence, unknown last;
+    ``"input"``: the input's order.
 
     Raises:
         ValueError: an order outside :data:`ORDERS`.
@@ -100,4 +124,5 @@ def order_rows(rows: Sequence[ReviewRow], order: str = "confidence") -> list[Rev
     if order == "input":
         return list(rows)
     position = {id(r): n for n, r in enumerate(rows)}
-    return sorted(rows, key=lambda r: (r.confidence is None, r.confidence or 0.0, position[id(r)]))
+    unread = (lambda r: r.readable is False) if order == "gain" else (lambda r: False)
+    return sorted(rows, key=lambda r: (unread(r), r.confidence is None, r.confidence or 0.0, position[id(r)]))

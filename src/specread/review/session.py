@@ -98,6 +98,8 @@ class ReviewSession:
             review of answers alone).
         order: queue order (:data:`specread.review.queue.ORDERS`).
         cached_pages: rows whose page and choices are kept in memory (a row seen again is instant).
+        queue: the rows to review, a part of ``rows`` (default: all); the corrected output holds
+            every row of ``rows``, the sure answers left as they were.
 
     Raises:
         InputFormatError: the labels file holds a decision for an index of this input whose image or
@@ -112,20 +114,23 @@ class ReviewSession:
         reader: PageReader | None = None,
         order: str = "confidence",
         cached_pages: int = 64,
+        queue: Sequence[ReviewRow] | None = None,
     ) -> None:
         self.rows = list(rows)
-        self.queue = [r.index for r in order_rows(self.rows, order)]
+        reviewed = self.rows if queue is None else list(queue)
+        self.queue = [r.index for r in order_rows(reviewed, order)]
         self.store = store
         self.images = Path(images)
         self.reader = reader
-        self._by_index = {r.index: r for r in self.rows}
+        self._by_index = {r.index: r for r in reviewed}
         self._position = {index: n for n, index in enumerate(self.queue)}
         self._lock = threading.Lock()  # the labels file
         self._read_lock = threading.Lock()  # the reader and its page cache: one page read at a time
         self._pages: OrderedDict[str, tuple[OcrPage | None, list[Choice], str]] = OrderedDict()
         self._cached_pages = cached_pages
+        every = {r.index: r for r in self.rows}
         for index, decision in store.decisions.items():
-            row = self._by_index.get(index)
+            row = every.get(index)
             if row is not None and (row.image_link, row.entity_name) != (decision.image_link, decision.entity_name):
                 raise InputFormatError(
                     str(store.path),
@@ -200,6 +205,11 @@ class ReviewSession:
         row = self.row(index)
         _, found, _ = self._read(row)
         return next((c.confidence for c in found if c.answer == row.prediction), 0.0)
+
+    def readable(self, index: str) -> bool:
+        """Whether any candidate was read for row ``index``'s entity (a reviewer can pick one with a key)."""
+        _, found, _ = self._read(self.row(index))
+        return bool(found)
 
     def view(self, index: str) -> dict[str, Any]:
         """Everything the page shows for row ``index``: the row, its page, its choices, its decision and neighbours.

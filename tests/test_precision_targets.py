@@ -1,0 +1,148 @@
+"""Answer only when sure: thresholds from the calibration table, withheld entities, the risk-coverage report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CliInvoke, write_csv
+from specread.metrics import risk_coverage
+from specread.pipeline import answer_thresholds
+from specread.rank.calibrate import MIN_ANSWERED, Calibration, precision_curve
+from specread.rank.model import load_model, save_model
+from specread.rank.select import WITHHELD, Selector
+from specread.review.queue import ReviewRow, below_target, order_rows
+from specread.settings import ReaderConfig
+from specread.types import OcrPage, OcrToken
+
+
+def _held_out(entity: str, n: int, right_above: float) -> tuple[list[str], list[float], list[bool]]:
+    """n answers with raw confidence spread over 0..1: right exactly when the confidence is above ``right_above``."""
+    raw = np.linspace(0.0, 1.0, n).tolist()
+    return [entity] * n, raw, [c > right_above for c in raw]
+
+
+def test_precision_curve_of_a_known_ranking() -> None:
+    curve = precision_curve(np.array([0.9, 0.8, 0.8, 0.3]), np.array([1, 1, 0, 0]))
+    assert curve == [(0.9, 1.0, 0.25), (0.8, round(2 / 3, 4), 0.75), (0.3, 0.5, 1.0)]
+
+
+def test_threshold_is_the_lowest_confidence_whose_held_out_answers_were_that_precise() -> None:
+    cal = Calibration.fit(*_held_out("voltage", 200, right_above=0.5))
+    t = cal.threshold("voltage", 0.95)
+    assert t == pytest.approx(1.0)  # thresholds are calibrated confidences: the map is 0 below 0.5, 1 above
+    assert cal("voltage", 0.9) >= t > cal("voltage", 0.1)
+    # Right half the time between 0.5 and 0.75 and always above: precision 0.95 needs the top band only.
+    raw = np.linspace(0.0, 1.0, 400)
+    right = (raw > 0.75) | ((raw > 0.5) & (np.arange(400) % 2 == 0))
+    cal = Calibration.fit(["voltage"] * 400, raw.tolist(), right.tolist())
+    assert cal.threshold("voltage", 0.95) == pytest.approx(1.0)
+    assert cal.threshold("voltage", 0.7) == pytest.approx(0.5, abs=0.02)  # then the half-right band too
+
+
+def test_a_target_no_confidence_reached_withholds_the_entity() -> None:
+    ents, raw, right = _held_out("depth", 100, right_above=2.0)  # never right
+    cal = Calibration.fit(ents, raw, right)
+    assert cal.threshold("depth", 0.9) is None
+    assert cal.thresholds(0.9, ["depth"]) == {"depth": math.inf}
+
+
+def test_a_threshold_needs_enough_held_out_answers() -> None:
+    ents, raw, right = _held_out("wattage", MIN_ANSWERED + 20, right_above=0.97)  # only the top few are right
+    assert Calibration.fit(ents, raw, right).threshold("wattage", 0.99) is None
+
+
+def _voltage_page() -> OcrPage:
+    def token(text: str, y: float) -> OcrToken:
+        return OcrToken(text, 0.95, ((0.1, y), (0.6, y), (0.6, y + 0.05), (0.1, y + 0.05)))
+
+    return OcrPage(tokens=(token("Input 12 V", 0.2), token("Output 5 V", 0.4)), width=800, height=800)
+
+
+def test_the_selector_withholds_an_answer_under_its_entitys_threshold() -> None:
+    model = load_model()
+    sure = Selector(model.ranker, model.priors).select(_voltage_page(), ["voltage", "wattage"]).predictions
+    assert sure["voltage"].value is not None
+    gated = Selector(model.ranker, model.priors, min_confidence={"voltage": math.inf, "wattage": 0.99})
+    out = gated.select(_voltage_page(), ["voltage", "wattage"]).predictions
+    assert out["voltage"].text == "" and out["voltage"].source == WITHHELD
+    assert out["voltage"].evidence == sure["voltage"].evidence  # kept for review
+    assert out["voltage"].confidence == pytest.approx(sure["voltage"].confidence)
+    assert out["wattage"].text == ""  # nothing read: the prior's guess (confidence 0.05) is withheld too
+
+
+def test_answer_thresholds_come_from_the_model_folders_calibration(tmp_path: Path) -> None:
+    packaged = load_model()
+    bare = save_model(tmp_path / "bare", packaged.ranker, packaged.priors, {"ocr": packaged.card["ocr"]})
+    assert answer_thresholds(ReaderConfig(cache_dir=None), bare) == 0.0
+    assert answer_thresholds(ReaderConfig(cache_dir=None, min_confidence=0.7), bare) == 0.7
+    with pytest.raises(Exception, match="no calibration"):
+        answer_thresholds(ReaderConfig(cache_dir=None, min_precision=0.95), bare)
+    cal = Calibration.fit(*_held_out("voltage", 200, right_above=0.5))
+    calibrated = save_model(tmp_path / "cal", packaged.ranker, packaged.priors, {"ocr": packaged.card["ocr"]}, cal)
+    needs = answer_thresholds(ReaderConfig(cache_dir=None, min_precision=0.95), calibrated)
+    assert needs["voltage"] == cal.threshold("voltage", 0.95)
+    assert needs["width"] == cal.threshold("*", 0.95)  # no rows of its own: the pooled curve
+    with pytest.raises(ValueError, match="not both"):
+        ReaderConfig(cache_dir=None, min_precision=0.9, min_confidence=0.5)
+
+
+def test_risk_coverage_of_a_hand_made_predictions_file() -> None:
+    # Ten voltage rows, confidence falling; right, right, wrong, right... : precision 1.0 at 20%, 0.75 at 40%.
+    right = [1, 1, 0, 1, 1, 0, 0, 1, 0, 0]
+    gold = {str(i): "12.0 volt" for i in range(10)}
+    preds = {str(i): "12.0 volt" if r else "5.0 volt" for i, r in enumerate(right)}
+    confs = {str(i): 1.0 - i / 10 for i in range(10)}
+    report = risk_coverage(preds, confs, gold, dict.fromkeys(gold, "voltage"))["voltage"]
+    assert report["rows"] == 10 and report["answered"] == 10
+    curve = {p["coverage"]: p["precision"] for p in report["curve"]}
+    assert curve[0.2] == 1.0 and curve[0.4] == 0.75 and curve[0.5] == 0.8 and curve[1.0] == 0.5
+    assert report["coverage_at"] == {"0.9": 0.2, "0.95": 0.2, "0.99": 0.2}
+
+
+def test_evaluate_reports_and_plots_risk_coverage(cli: CliInvoke, tmp_path: Path) -> None:
+    rows = [(i, "12.0 volt" if i % 3 else "5.0 volt", 1.0 - i / 12) for i in range(12)]
+    preds = write_csv(tmp_path / "p.csv", ["index", "prediction", "confidence"], rows)
+    gold = write_csv(
+        tmp_path / "g.csv", ["index", "entity_name", "entity_value"], [(i, "voltage", "12.0 volt") for i in range(12)]
+    )
+    report = json.loads(cli("evaluate", preds, gold, "--json").stdout)
+    assert report["risk_coverage"]["all"]["coverage_at"]["0.9"] == 0.0  # the most confident row is wrong
+    png = tmp_path / "rc.png"
+    result = cli("evaluate", preds, gold, "--plot", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "at 0.95" in result.output
+    plain = write_csv(tmp_path / "plain.csv", ["index", "prediction"], [(0, "12.0 volt")])
+    refused = cli("evaluate", plain, gold, "--plot", png)
+    assert refused.exit_code == 2 and "confidence column" in refused.output
+
+
+def _row(index: str, prediction: str, confidence: float | None, readable: bool | None, entity: str = "voltage"):
+    return ReviewRow(index, f"https://x/{index}.jpg", "1", entity, prediction, confidence, readable)
+
+
+def test_review_below_a_target_takes_exactly_the_rows_it_leaves_blank() -> None:
+    rows = [
+        _row("0", "12.0 volt", 0.99, True),
+        _row("1", "12.0 volt", 0.50, True),
+        _row("2", "", 0.30, True),
+        _row("3", "40.0 centimetre", 0.99, True, entity="depth"),
+    ]
+    needs = {"voltage": 0.9, "depth": math.inf}.__getitem__
+    assert [r.index for r in below_target(rows, needs)] == ["1", "2", "3"]
+
+
+def test_review_gain_order_puts_unsure_rows_with_a_candidate_first_and_unread_rows_last() -> None:
+    rows = [
+        _row("0", "", 0.05, False),
+        _row("1", "12.0 volt", 0.9, True),
+        _row("2", "12.0 volt", 0.2, True),
+        _row("3", "", 0.0, False),
+        _row("4", "12.0 volt", 0.5, None),
+    ]
+    assert [r.index for r in order_rows(rows, "gain")] == ["2", "4", "1", "3", "0"]
+    assert [r.index for r in order_rows(rows, "confidence")] == ["3", "0", "2", "4", "1"]
