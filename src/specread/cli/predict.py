@@ -162,6 +162,7 @@ def read(
     setup_logging()
     config = reader_config(**reader_options(locals()))
     from specread import readers
+    from specread.rank.select import WITHHELD
 
     result = readers.build_reader(config).read(image, entity, group_id)
     if as_json:
@@ -170,7 +171,8 @@ def read(
     for name, pred in result.predictions.items():
         ev = pred.evidence
         where = f'  from "{ev.text}" at box {tuple(round(v, 3) for v in ev.box)}' if ev else ""
-        print(f"{name}: {pred.text or '(none)'}  confidence {pred.confidence:.2f}  [{pred.source or 'none'}]{where}")
+        shown = pred.text or ("(withheld: under the precision target)" if pred.source == WITHHELD else "(none)")
+        print(f"{name}: {shown}  confidence {pred.confidence:.2f}  [{pred.source or 'none'}]{where}")
 
 
 def check(
