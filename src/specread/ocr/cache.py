@@ -15,6 +15,7 @@ warning per process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -67,7 +68,7 @@ class OcrCache:
         path = self._path(digest)
         try:  # a regular file, capped, under the image read deadline: the cache folder may be anything too
             raw = read_regular(path, MAX_ENTRY_BYTES, IMAGE_LIMITS.read_timeout)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # not stored (yet)
             return None
         except OSError as exc:  # a full or failing disk, no permission, a stalled mount: a miss, never a failure
             _warn_once("read", "the OCR cache cannot be read (%s): images are read again", exc)
@@ -81,10 +82,8 @@ class OcrCache:
     def _discard(self, path: Path, exc: BaseException) -> None:
         """Delete an entry that is not a valid page (a later put replaces it); said once per process."""
         _warn_once("invalid", "invalid OCR cache entries are deleted and their images read again (%s: %s)", path, exc)
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache: the entry stays, and is read again each time
             path.unlink(missing_ok=True)
-        except OSError:  # a read-only cache: the entry stays, and is read again each time
-            pass
 
     def put(self, digest: str, page: OcrPage) -> None:
         """Store ``page``; a cache that cannot be written only costs speed (one warning per process)."""
