@@ -11,6 +11,7 @@ import csv
 import errno
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,22 @@ def test_from_dict_raises_nothing_but_page_format_error(data: Any) -> None:
         return
     assert page.width >= 1 and page.height >= 1
     assert OcrPage.from_dict(page.to_dict()) == page
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "sparse_1gb"])
+def test_an_entry_that_is_not_a_small_regular_file_is_replaced(tmp_path: Path, kind: str) -> None:
+    cache = OcrCache(tmp_path, "engine-v1")
+    entry = tmp_path / "engine-v1" / "ef" / f"{'ef' * 32}.json"
+    entry.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(entry)  # would block a plain open() forever
+    elif kind == "folder":
+        entry.mkdir()
+    else:
+        with open(entry, "wb") as fh:
+            fh.truncate(1024**3)
+    assert cache.get("ef" * 32) is None
+    assert not entry.exists()
+    page = make_page(["2 kg"])
+    cache.put("ef" * 32, page)
+    assert cache.get("ef" * 32) == page

@@ -25,6 +25,7 @@ __all__ = [
     "MissingImagesError",
     "ModelMismatchError",
     "NotFittedError",
+    "NotRegularFileError",
     "PageFormatError",
     "PathNotAllowedError",
     "ReviewValueError",
@@ -142,6 +143,10 @@ class UnreadableFileError(SpecreadError, OSError):
 
     def __str__(self) -> str:
         return f"cannot read {self.path}: {self.reason}"
+
+
+class NotRegularFileError(UnreadableFileError):
+    """A path that names a FIFO, a device, a socket or a folder: never opened for reading."""
 
 
 class FileTooLargeError(UnreadableFileError):

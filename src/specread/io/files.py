@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from specread.errors import FileTooLargeError, UnreadableFileError
+from specread.errors import FileTooLargeError, NotRegularFileError, UnreadableFileError
 
 __all__ = ["append_row", "atomic_path", "atomic_write", "drop_torn_line", "read_regular"]
 
@@ -158,8 +158,9 @@ def read_regular(path: str | Path, max_bytes: int, timeout: float = 0.0) -> byte
 
     Raises:
         FileNotFoundError: no such file (or a dangling link).
-        UnreadableFileError: not a regular file, or the read did not end in time.
+        NotRegularFileError: a FIFO, device, socket or folder (an :class:`UnreadableFileError`).
         FileTooLargeError: over ``max_bytes`` (an :class:`UnreadableFileError`).
+        UnreadableFileError: the read did not end in time.
         OSError: the file system's own refusal (permission, a link loop, an I/O error).
     """
     if timeout <= 0:
@@ -186,7 +187,7 @@ def read_regular(path: str | Path, max_bytes: int, timeout: float = 0.0) -> byte
 def _check_regular(path: Path, found: os.stat_result, max_bytes: int) -> None:
     kind = _NOT_REGULAR.get(stat.S_IFMT(found.st_mode))
     if kind is not None or not stat.S_ISREG(found.st_mode):
-        raise UnreadableFileError(str(path), f"not a regular file ({kind or 'an unknown kind of file'})")
+        raise NotRegularFileError(str(path), f"not a regular file ({kind or 'an unknown kind of file'})")
     if found.st_size > max_bytes:
         raise FileTooLargeError(str(path), f"file too large ({found.st_size:,} bytes; the limit is {max_bytes:,})")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_path
 
-from specread.errors import PageFormatError
+from specread.errors import FileTooLargeError, NotRegularFileError, PageFormatError
 from specread.io.files import atomic_write, read_regular
 from specread.settings import IMAGE_LIMITS
 from specread.types import OcrPage
@@ -70,6 +70,9 @@ class OcrCache:
             raw = read_regular(path, MAX_ENTRY_BYTES, IMAGE_LIMITS.read_timeout)
         except (FileNotFoundError, NotADirectoryError):  # not stored (yet)
             return None
+        except (FileTooLargeError, NotRegularFileError) as exc:  # no page: replace it
+            self._discard(path, exc)
+            return None
         except OSError as exc:  # a full or failing disk, no permission, a stalled mount: a miss, never a failure
             _warn_once("read", "the OCR cache cannot be read (%s): images are read again", exc)
             return None
@@ -83,7 +86,10 @@ class OcrCache:
         """Delete an entry that is not a valid page (a later put replaces it); said once per process."""
         _warn_once("invalid", "invalid OCR cache entries are deleted and their images read again (%s: %s)", path, exc)
         with contextlib.suppress(OSError):  # a read-only cache: the entry stays, and is read again each time
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()  # only an empty one: a cache entry is never a folder of anything
+            else:
+                path.unlink(missing_ok=True)
 
     def put(self, digest: str, page: OcrPage) -> None:
         """Store ``page``; a cache that cannot be written only costs speed (one warning per process)."""
