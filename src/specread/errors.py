@@ -15,7 +15,9 @@ __all__ = [
     "FetchFailedError",
     "FetchTimeoutError",
     "FetchTooLargeError",
+    "FileTooLargeError",
     "ImageLoadError",
+    "ImageTooLargeError",
     "InputFormatError",
     "InputNotFoundError",
     "JobMismatchError",
@@ -23,12 +25,15 @@ __all__ = [
     "MissingImagesError",
     "ModelMismatchError",
     "NotFittedError",
+    "NotRegularFileError",
+    "PageFormatError",
     "PathNotAllowedError",
     "ReviewValueError",
     "SpecreadError",
     "UnknownEntityError",
     "UnknownRowError",
     "UnknownUnitError",
+    "UnreadableFileError",
     "UrlNotAllowedError",
 ]
 
@@ -122,6 +127,45 @@ class ImageLoadError(SpecreadError, OSError):
 
     def __str__(self) -> str:
         return f"cannot read image {self.path}: {self.reason}"
+
+
+class UnreadableFileError(SpecreadError, OSError):
+    """A file refused before or while it is read: not a regular file, over its size cap, or a read that stalled.
+
+    Raised by :func:`specread.io.files.read_regular`; an image's reader turns it into an
+    :class:`ImageLoadError` with the same ``reason``, the OCR cache into a miss.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot read {self.path}: {self.reason}"
+
+
+class NotRegularFileError(UnreadableFileError):
+    """A path that names a FIFO, a device, a socket or a folder: never opened for reading."""
+
+
+class FileTooLargeError(UnreadableFileError):
+    """A file over its size cap (found by its size before reading, or growing past it while read)."""
+
+
+class PageFormatError(SpecreadError, ValueError):
+    """Data that is not a valid OCR page (a cache entry of the wrong structure, absurd values, too deep or too big)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"not a valid OCR page: {self.reason}"
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image file over the size cap (:class:`FileTooLargeError` of an image)."""
 
 
 class JobMismatchError(SpecreadError, ValueError):

@@ -34,9 +34,11 @@ from typing import Any, Literal
 
 __all__ = [
     "BODY_IDLE_TIMEOUT",
+    "IMAGE_LIMITS",
     "PRESETS",
     "WORKER_PARENT_POLL_S",
     "FetchPolicy",
+    "ImageLimits",
     "JointSettings",
     "OcrSettings",
     "ReaderConfig",
@@ -49,7 +51,24 @@ __all__ = [
 
 _FILE: dict[str, Any] = tomllib.loads((files("specread.data") / "settings.toml").read_text(encoding="utf-8"))
 _OCR, _READER, _VLM, _JOINT = _FILE["ocr"], _FILE["reader"], _FILE["vlm"], _FILE["joint"]
-_SERVICE, _FETCH = _FILE["service"], _FILE["fetch"]
+_SERVICE, _FETCH, _IMAGES = _FILE["service"], _FILE["fetch"], _FILE["images"]
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What reading one image file may cost (see :func:`specread.io.images.read_image_bytes`).
+
+    Attributes:
+        max_bytes: larger files are refused by their size, before any byte is read.
+        read_timeout: seconds one read may take before it is that image's failure (0: no deadline).
+    """
+
+    max_bytes: int = int(_IMAGES["max_mb"] * 1024 * 1024)
+    read_timeout: float = _IMAGES["read_timeout"]
+
+
+IMAGE_LIMITS = ImageLimits()
+"""The limits every image read uses unless its caller passes others."""
 
 WORKER_PARENT_POLL_S: float = _FILE["workers"]["parent_poll_s"]
 """Seconds between a pool worker's checks that its parent lives (:mod:`specread.lifeline`)."""

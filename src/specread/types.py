@@ -12,6 +12,7 @@ become relative coordinates in :mod:`specread.ocr` and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from specread.answer import Answer
+from specread.errors import PageFormatError
 
 __all__ = [
     "Box",
@@ -77,9 +79,19 @@ class OcrToken:
         return {"text": self.text, "score": self.score, "quad": [list(p) for p in self.quad]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OcrToken:
-        quad = tuple(tuple(float(c) for c in p) for p in data["quad"])
-        return cls(text=str(data["text"]), score=float(data["score"]), quad=quad)  # type: ignore[arg-type]
+    def from_dict(cls, data: Any) -> OcrToken:
+        """The token of :meth:`to_dict` (see :meth:`OcrPage.from_dict`).
+
+        Raises:
+            PageFormatError: anything but a text, a score in 0..1 and four corner points.
+        """
+        data = _fields(data, "token", ("text", "score", "quad"))
+        text = data["text"]
+        if not isinstance(text, str) or len(text) > MAX_TOKEN_TEXT:
+            raise PageFormatError(f"a token's text is not a string of at most {MAX_TOKEN_TEXT} characters")
+        points = _items(data["quad"], "a token's quad", 4, exact=True)
+        quad = tuple(_coords(p, "a quad's point", 2) for p in points)
+        return cls(text=text, score=_number(data["score"], "a token's score", 0.0, 1.0), quad=quad)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +117,85 @@ class OcrPage:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OcrPage:
+    def from_dict(cls, data: Any) -> OcrPage:
+        """The page of :meth:`to_dict`, checked: it comes back from a file anything may have written.
+
+        A page read from the OCR cache is trusted as if the engine had just read it, so every value
+        is checked to be what the engine gives: a positive, bounded width and height; at most
+        :data:`MAX_PAGE_TOKENS` tokens of text, a score in 0..1 and four points; segments of four
+        coordinates; every number finite, every coordinate within a thousand image sides. Nothing nests
+        deeper than that schema.
+
+        Raises:
+            PageFormatError: the only error bad data gives (never ``KeyError``, ``IndexError``...).
+        """
+        data = _fields(data, "page", ("width", "height", "tokens"))
+        width, height = (_side(data[k], k) for k in ("width", "height"))
+        tokens = tuple(OcrToken.from_dict(t) for t in _items(data["tokens"], "tokens", MAX_PAGE_TOKENS))
+        segments = _items(data.get("segments", []), "segments", MAX_PAGE_SEGMENTS)
         return cls(
-            tokens=tuple(OcrToken.from_dict(t) for t in data["tokens"]),
-            width=int(data["width"]),
-            height=int(data["height"]),
-            segments=tuple(tuple(float(v) for v in s) for s in data.get("segments", ())),  # type: ignore[misc]
+            tokens=tokens,
+            width=width,
+            height=height,
+            segments=tuple(_coords(seg, "a segment", 4) for seg in segments),  # type: ignore[misc]
         )
+
+
+MAX_PAGE_SIDE = 1 << 28
+"""Largest width or height a page may state: above any picture Pillow decodes (its pixel limit)."""
+
+MAX_PAGE_TOKENS = 100_000
+"""Most tokens a page may hold (a dense catalogue page has a few hundred)."""
+
+MAX_PAGE_SEGMENTS = 10_000
+"""Most line segments a page may hold (:mod:`specread.ocr.layout` keeps 200)."""
+
+MAX_TOKEN_TEXT = 10_000
+"""Longest token text (one detected line of print)."""
+
+_COORD_RANGE = (-1000.0, 1000.0)
+"""Relative coordinates a point may have. Boxes overhang the image's edges, and a thin strip is padded
+for the detector (:func:`specread.ocr.engine._pad_to_min_side`) to many times its own side; a thousand
+sides away is no picture's."""
+
+
+def _fields(data: Any, what: str, required: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise PageFormatError(f"a {what} is not an object")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise PageFormatError(f"a {what} lacks {', '.join(missing)}")
+    return data
+
+
+def _items(value: Any, what: str, limit: int, exact: bool = False) -> Sequence[Any]:
+    if not isinstance(value, list | tuple):
+        raise PageFormatError(f"{what} is not a list")
+    if len(value) > limit or (exact and len(value) != limit):
+        raise PageFormatError(f"{what} has {len(value)} items ({'exactly' if exact else 'at most'} {limit})")
+    return value
+
+
+def _number(value: Any, what: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PageFormatError(f"{what} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an int of hundreds of digits
+        raise PageFormatError(f"{what} is out of range") from None
+    if not low <= number <= high:  # NaN fails both comparisons
+        raise PageFormatError(f"{what} is out of range {low:g}..{high:g}")
+    return number
+
+
+def _coords(value: Any, what: str, count: int) -> tuple[float, ...]:
+    return tuple(_number(v, what, *_COORD_RANGE) for v in _items(value, what, count, exact=True))
+
+
+def _side(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE_SIDE:
+        raise PageFormatError(f"the page's {what} is not a whole number in 1..{MAX_PAGE_SIDE}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

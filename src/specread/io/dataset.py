@@ -122,9 +122,9 @@ class CsvTable:
     Raises:
         InputNotFoundError: the file does not exist (also a ``FileNotFoundError``).
         MissingColumnsError: a column of ``required`` is not in the header (also a ``KeyError``).
-        InputFormatError: bytes that are not UTF-8 or a NUL (a binary or UTF-16 file),
-            a row with more or fewer fields than the header, or a CSV syntax error;
-            the message names the line.
+        InputFormatError: bytes that are not UTF-8 or a NUL (a binary or UTF-16 file), a column
+            name twice in the header (tools differ on which one counts), a row with more or fewer
+            fields than the header, or a CSV syntax error; the message names the line.
     """
 
     def __init__(self, path: str | Path, required: Sequence[str] = ()) -> None:
@@ -138,6 +138,14 @@ class CsvTable:
         """Line of the row read last (its first line, for a quoted field over several lines)."""
         try:
             self.header: list[str] = self._next_row(header=True) or []
+            named = [c for c in self.header if c]  # empty names (trailing commas) are never read
+            twice = sorted({c for c in named if named.count(c) > 1})
+            if twice:
+                # csv.DictReader keeps the last column of a name, pandas (the official tools) the first.
+                raise self.error(
+                    f"duplicate column name(s) {', '.join(map(repr, twice))} in the header: "
+                    "which of them holds the values is ambiguous; rename or remove the extra column(s)"
+                )
             missing = [c for c in required if c not in self.header]
             if missing:
                 raise MissingColumnsError(
@@ -329,8 +337,12 @@ class OutputWriter:
         self.keep_done = keep_done
         self.done: dict[str, str] = {}
         if overwrite:
-            for stale in (self.path, job_path(self.path), failures_path(self.path)):
+            for stale in (job_path(self.path), failures_path(self.path)):
                 stale.unlink(missing_ok=True)
+            if not self.path.is_symlink():
+                self.path.unlink(missing_ok=True)
+            elif self.path.exists():  # a link stays: the file it names starts again
+                os.truncate(self.path, 0)
         if job is not None:
             self._claim(job)
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -413,13 +425,16 @@ class OutputWriter:
 
 
 def finalize_output(path: str | Path, order: Iterable[str]) -> None:
-    """Rewrite an output file atomically in input order, one row per index (last write wins)."""
+    """Rewrite an output file atomically in input order, one row per index (last write wins).
+
+    An output path that is a symbolic link keeps it: the file it names gets the final rows.
+    """
     p = Path(path)
     with open(p, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader)
         latest = {r[0]: r for r in reader if r}
-    with atomic_write(p, newline="", encoding="utf-8") as out:
+    with atomic_write(p, newline="", encoding="utf-8", through_link=True) as out:
         w = csv.writer(out)
         w.writerow(header)
         for index in order:

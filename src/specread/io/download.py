@@ -47,7 +47,7 @@ from tenacity import (
 from specread.errors import ImageLoadError
 from specread.io.dataset import Row, image_name
 from specread.io.files import atomic_write
-from specread.io.images import CHECK_SIDE, decode_image
+from specread.io.images import CHECK_SIDE, decode_image, read_image_bytes
 from specread.progress import make_progress
 
 __all__ = [
@@ -293,7 +293,7 @@ async def _present(path: Path, known: DownloadRecord | None, link: str) -> Downl
     if known is not None and known.status == "ok" and known.bytes == size:
         return known  # written by us after validation: no need to decode again
     try:
-        data = await asyncio.to_thread(path.read_bytes)
+        data = await asyncio.to_thread(read_image_bytes, path)
         await asyncio.to_thread(decode_image, data, path.name, CHECK_SIDE)
     except (ImageLoadError, OSError):
         return None  # broken leftover: download it again (replaced atomically)

@@ -3,7 +3,9 @@
 Product images arrive as JPEG/PNG/WebP/GIF of any size, sometimes truncated
 or zero bytes. Decoding is strict (no silent truncated loads), EXIF rotation
 is applied so boxes match what a person sees, and Pillow's decompression-bomb
-limit is honoured.
+limit is honoured. Every image file is read by :func:`read_image_bytes`: only
+regular files, under a size cap and a deadline, so a FIFO, a device or a huge
+file named ``.jpg`` is that image's failure and never a hung or swollen run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from specread.errors import ImageLoadError
+from specread.errors import FileTooLargeError, ImageLoadError, ImageTooLargeError, UnreadableFileError
+from specread.io.files import read_regular
+from specread.settings import IMAGE_LIMITS
 
 Image.init()
 IMAGE_FORMATS: tuple[str, ...] = tuple(
@@ -169,13 +173,33 @@ def _apply_orientation(arr: np.ndarray, orientation: object) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def read_image_bytes(path: str | Path) -> bytes:
-    """Read an image file's bytes, turning every OS failure into :class:`ImageLoadError`."""
+def read_image_bytes(path: str | Path, max_bytes: int | None = None, timeout: float | None = None) -> bytes:
+    """Read an image file's bytes, turning every refusal and OS failure into :class:`ImageLoadError`.
+
+    The one way specread reads an image file (see :func:`specread.io.files.read_regular`): a link
+    is followed, but what it names must be a regular file (not a FIFO, device, socket or folder)
+    of at most ``max_bytes``, read within ``timeout`` seconds.
+
+    Args:
+        path: the image file.
+        max_bytes: size cap (default: ``[images] max_mb`` of the settings).
+        timeout: read deadline in seconds, 0 for none (default: ``[images] read_timeout``).
+
+    Raises:
+        ImageTooLargeError: over the size cap.
+        ImageLoadError: missing, not a regular file, unreadable, or the read stalled.
+    """
     p = Path(path)
+    cap = IMAGE_LIMITS.max_bytes if max_bytes is None else max_bytes
+    deadline = IMAGE_LIMITS.read_timeout if timeout is None else timeout
     try:
-        return p.read_bytes()
+        return read_regular(p, cap, deadline)
     except FileNotFoundError as exc:
         raise ImageLoadError(str(p), "file not found") from exc
+    except FileTooLargeError as exc:
+        raise ImageTooLargeError(str(p), exc.reason) from exc
+    except UnreadableFileError as exc:
+        raise ImageLoadError(str(p), exc.reason) from exc
     except OSError as exc:
         raise ImageLoadError(str(p), exc.strerror or str(exc)) from exc
 

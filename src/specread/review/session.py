@@ -305,7 +305,7 @@ class ReviewSession:
         with self._lock:
             decided = dict(self.store.decisions)
         changed = 0
-        with atomic_write(path, newline="", encoding="utf-8", fsync=True) as fh:
+        with atomic_write(path, newline="", encoding="utf-8", fsync=True, through_link=True) as fh:
             out = csv.writer(fh)
             out.writerow(output_columns(with_confidence))
             for row in self.rows:

@@ -40,7 +40,15 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from specread.errors import ApiError, ImageLoadError, PathNotAllowedError, ReviewValueError, UnknownRowError
+from specread.errors import (
+    ApiError,
+    ImageLoadError,
+    ImageTooLargeError,
+    PathNotAllowedError,
+    ReviewValueError,
+    UnknownRowError,
+)
+from specread.io.images import read_image_bytes
 from specread.review.answers import check_typed
 from specread.review.session import ReviewSession
 from specread.service.app import guarded_app
@@ -89,12 +97,12 @@ def _image_response(session: ReviewSession, name: str, limit: int) -> Response:
         raise ApiError(403, "path_not_allowed", str(exc)) from None
     except ImageLoadError as exc:
         raise ApiError(404, "image_not_found", str(exc)) from None
-    try:
-        if path.stat().st_size > limit:
-            raise ApiError(413, "image_too_large", f"the image is larger than the limit of {limit} bytes")
-        data = path.read_bytes()
-    except OSError as exc:  # gone or unreadable since it was found
-        raise ApiError(404, "image_not_found", f"cannot read the image ({exc.strerror or exc})") from None
+    try:  # the one image read (a regular file, capped, under a deadline): nothing else can be served
+        data = read_image_bytes(path, max_bytes=limit)
+    except ImageTooLargeError:
+        raise ApiError(413, "image_too_large", f"the image is larger than the limit of {limit} bytes") from None
+    except ImageLoadError as exc:
+        raise ApiError(404, "image_not_found", str(exc)) from None
     fmt, _, _ = check_image(data)
     return Response(data, media_type=Image.MIME.get(fmt, "application/octet-stream"))
 

@@ -29,8 +29,7 @@ import numpy as np
 from PIL import Image
 
 from specread.answer import format_prediction
-from specread.errors import ImageLoadError
-from specread.io.images import decode_image, load_image
+from specread.io.images import decode_image, load_image, read_image_bytes
 from specread.pipeline import SpecReader
 from specread.readers import build_reader
 from specread.settings import ReaderConfig, VlmSettings
@@ -222,12 +221,7 @@ def _readable(image: ImageInput) -> bytes | np.ndarray:
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     if isinstance(image, str | Path):
-        try:
-            return Path(image).read_bytes()
-        except FileNotFoundError as exc:
-            raise ImageLoadError(str(image), "file not found") from exc
-        except OSError as exc:
-            raise ImageLoadError(str(image), str(exc)) from exc
+        return read_image_bytes(image)
     return image
 
 
