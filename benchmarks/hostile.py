@@ -29,8 +29,15 @@ connections the server left open after its timeouts.
   the service open a connection outside the machine. The server's peak RSS
   (``VmHWM`` of it and its pool workers) is sampled from ``/proc`` during the run.
 
+* **Faults.** The environment faults of ``faults_files.py`` (odd entries in the images folder,
+  the OCR cache on a full, read-only or corrupted folder, output links and modes, duplicate
+  headers), ``faults_procs.py`` (parents killed or terminated mid-run, millions of rows) and
+  ``faults_service.py`` (one client's idle sockets, abandoned requests, many large uploads, odd
+  review names), each judged against a fault-free run: ``hung`` (had to be killed),
+  ``wrong_answers``, ``orphans`` (processes left alive) and rows lost (``--skip-faults``: none).
+
 Every socket and request has a timeout and the whole run has a budget, so it
-stops by itself (about 2-4 minutes on 2 cores; ``--quick``: under a minute).
+stops by itself (about 2-4 minutes on 2 cores without the faults; ``--quick``: a few minutes).
 
 Usage:
     python benchmarks/hostile.py [--quick] [--workers 2] [--out report.json]
@@ -886,6 +893,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a small subset of every kind (under a minute)")
     parser.add_argument("--skip-cli", action="store_true", help="service only")
     parser.add_argument("--skip-service", action="store_true", help="CLI and memory only")
+    parser.add_argument(
+        "--skip-faults", action="store_true", help="no fault scenarios (faults_files, faults_procs, faults_service)"
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args(argv)
 
@@ -902,6 +912,8 @@ def main(argv: list[str] | None = None) -> dict:
             report["memory"], report["memory_detail"] = run_memory(heavy, work, timeout=120)
         if not args.skip_service:
             report["service"] = run_service(corpus, work, args, deadline)
+        if not args.skip_faults:
+            report["faults"] = run_fault_families(work / "faults", args.quick)
     report["summary"] = _summary(report)
     report["wall_s"] = round(time.monotonic() - started, 1)
     text = json.dumps(report, indent=2)
@@ -911,16 +923,62 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+FAULT_AREAS = ("faults_files", "faults_procs", "faults_service")
+"""The fault-scenario modules (environment faults: odd files, a failing cache, killed parents, starving clients)."""
+
+
+def run_fault_families(work: Path, quick: bool) -> dict:
+    """Every fault scenario of :data:`FAULT_AREAS`, each module's ``run_faults``, and their totals."""
+    import importlib
+
+    scenarios: list[dict] = []
+    for name in FAULT_AREAS:
+        module = importlib.import_module(name)
+        try:
+            scenarios.extend(module.run_faults(work / name, quick=quick))
+        except Exception as exc:  # a scenario runner that breaks is a finding, not a reason to lose the report
+            scenarios.append(
+                {
+                    "family": name,
+                    "case": "runner",
+                    "handled": False,
+                    "hung": False,
+                    "wrong_answers": 0,
+                    "orphans": 0,
+                    "rows_lost": 0,
+                    "peak_rss_mb": None,
+                    "detail": f"{type(exc).__name__}: {exc}",
+                }
+            )
+    peaks = [s["peak_rss_mb"] for s in scenarios if s.get("peak_rss_mb")]
+    return {
+        "cases": len(scenarios),
+        "handled": sum(bool(s["handled"]) for s in scenarios),
+        "hung": sum(bool(s["hung"]) for s in scenarios),
+        "wrong_answers": sum(int(s["wrong_answers"]) for s in scenarios),
+        "orphans": sum(int(s["orphans"]) for s in scenarios),
+        "rows_lost": sum(int(s["rows_lost"]) for s in scenarios),
+        "peak_rss_mb": max(peaks, default=0.0),
+        "unhandled": [f"{s['family']}/{s['case']}: {s['detail']}" for s in scenarios if not s["handled"]],
+        "scenarios": scenarios,
+    }
+
+
 def _summary(report: dict) -> dict:
     parts = [report[k] for k in ("cli", "service") if k in report]
     service = report.get("service", {})
+    faults = report.get("faults", {})
     peaks = [report.get("cli", {}).get("peak_rss_mb", 0), *report.get("memory", {}).values()]
     peaks.append(service.get("peak_rss_mb", {}).get("max_worker", 0))
+    peaks.append(faults.get("peak_rss_mb", 0))
     return {
-        "cases": sum(p["cases"] for p in parts),
-        "handled": sum(p["handled"] for p in parts),
+        "cases": sum(p["cases"] for p in parts) + faults.get("cases", 0),
+        "handled": sum(p["handled"] for p in parts) + faults.get("handled", 0),
         "crashed": sum(p["crashed"] for p in parts),
-        "rows_lost": report.get("cli", {}).get("rows_lost", 0),
+        "hung": faults.get("hung", 0),
+        "wrong_answers": faults.get("wrong_answers", 0),
+        "orphans": faults.get("orphans", 0),
+        "rows_lost": report.get("cli", {}).get("rows_lost", 0) + faults.get("rows_lost", 0),
         "connections_left_open": service.get("connections_left_open", 0),
         "peak_rss_mb_max_worker": max(peaks),
     }

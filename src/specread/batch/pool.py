@@ -19,26 +19,49 @@ from typing import Any
 
 from specread.lifeline import lifeline, start_worker
 
-__all__ = ["process_pool", "results_as_done"]
+__all__ = ["EXIT_GRACE_S", "process_pool", "results_as_done", "stuck_workers"]
 
 log = logging.getLogger("specread")
 
+EXIT_GRACE_S = 10.0
+"""Seconds an idle worker has to exit at the end of a run before it is killed."""
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel what is queued and kill the workers now (the run is over: nothing they finish can be used)."""
+_STUCK: list[Any] = []
+"""Workers that outlived a kill: a thread stuck in a read the kernel cannot interrupt (a hung mount)."""
+
+
+def stuck_workers() -> int:
+    """How many workers of this process's pools could not be ended (see :func:`process_pool`)."""
+    _STUCK[:] = [p for p in _STUCK if p.is_alive()]
+    return len(_STUCK)
+
+
+def _stop(pool: ProcessPoolExecutor, grace: float = 0.0) -> None:
+    """Cancel what is queued and end the workers: each has ``grace`` seconds to exit, then is killed."""
     workers = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in workers:
+        with suppress(OSError, ValueError, AttributeError, AssertionError):
+            process.join(timeout=grace)
+    for process in workers:
         with suppress(OSError, ValueError, AttributeError):
-            process.kill()
+            if process.is_alive():
+                process.kill()
     for process in workers:
         with suppress(OSError, ValueError, AttributeError, AssertionError):
             process.join(timeout=5)
+            if process.is_alive():
+                _STUCK.append(process)
 
 
 @contextmanager
 def process_pool(workers: int, initializer: Callable[..., Any], *initargs: Any) -> Iterator[ProcessPoolExecutor]:
     """A process pool whose workers die with this process; stopped without waiting if the block is left by an error.
+
+    At the end of the block the workers have :data:`EXIT_GRACE_S` to exit and are then killed, so
+    a worker whose reader thread is stuck in the kernel (an image on a hung mount, abandoned at its
+    read deadline) never holds the run back: the caller finishes its output, and
+    :func:`stuck_workers` says whether one could not be ended at all.
 
     Args:
         workers: processes.
@@ -53,7 +76,7 @@ def process_pool(workers: int, initializer: Callable[..., Any], *initargs: Any) 
     except BaseException:  # KeyboardInterrupt (Ctrl-C, SIGTERM) included: that is the point
         _stop(pool)
         raise
-    pool.shutdown(wait=True)
+    _stop(pool, grace=EXIT_GRACE_S)
 
 
 Job = tuple[Any, ...]

@@ -112,3 +112,26 @@ def resumable(how: str) -> Iterator[None]:
         status = exit_status(exc)
         say("[bold yellow]interrupted[/]", f"({'SIGTERM' if status == 143 else 'Ctrl-C'}): {how}")
         raise typer.Exit(code=status) from None
+
+
+def leave_stuck_workers() -> None:
+    """End the process now when a worker could not be ended (a read stuck in the kernel on a hung mount).
+
+    The run's output is complete and synced by then, but the interpreter's exit would wait for that
+    worker forever; its image is already listed as failed (read timed out), so nothing is lost.
+    """
+    import os
+    import sys
+
+    from specread.batch.pool import stuck_workers
+
+    stuck = stuck_workers()
+    if stuck:
+        say(
+            "[yellow]warning[/]",
+            f"{stuck} worker(s) stuck in a read the system cannot interrupt (a hung mount?); the output is "
+            "complete: exiting without waiting for them",
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

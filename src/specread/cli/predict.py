@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from specread.cli.console import console, progress_bar, say, setup_logging, warn
-from specread.cli.errors import fail, resumable
+from specread.cli.errors import fail, leave_stuck_workers, resumable
 from specread.cli.options import (
     DEFAULT_PRESET,
     DEFAULT_READER,
@@ -124,6 +124,7 @@ def predict(
         console.print(f"unreadable images by reason: {kinds}; listed in {stats.failures_file}")
     if config.min_precision or config.min_confidence:
         console.print(_answered_line(stats.answered, config.min_precision or config.min_confidence))
+    leave_stuck_workers()
 
 
 def _answered_line(answered: dict[str, list[float]], target: float) -> str:
