@@ -32,16 +32,20 @@ def test_precision_curve_of_a_known_ranking() -> None:
 
 
 def test_threshold_is_the_lowest_confidence_whose_held_out_answers_were_that_precise() -> None:
-    cal = Calibration.fit(*_held_out("voltage", 200, right_above=0.5))
+    ents, raw, right = _held_out("voltage", 200, right_above=0.5)
+    cal = Calibration.fit(ents, raw, right)
+    calibrated = np.array([cal("voltage", c) for c in raw])
+    right_ = np.array(right)
+
+    def precision_at(t: float) -> float:
+        return float(right_[calibrated >= t].mean())
+
     t = cal.threshold("voltage", 0.95)
-    assert t == pytest.approx(1.0)  # thresholds are calibrated confidences: the map is 0 below 0.5, 1 above
+    assert t is not None and precision_at(t) >= 0.95
+    lower = calibrated[calibrated < t].max()
+    assert precision_at(lower) < 0.95  # one row more and the target is missed
     assert cal("voltage", 0.9) >= t > cal("voltage", 0.1)
-    # Right half the time between 0.5 and 0.75 and always above: precision 0.95 needs the top band only.
-    raw = np.linspace(0.0, 1.0, 400)
-    right = (raw > 0.75) | ((raw > 0.5) & (np.arange(400) % 2 == 0))
-    cal = Calibration.fit(["voltage"] * 400, raw.tolist(), right.tolist())
-    assert cal.threshold("voltage", 0.95) == pytest.approx(1.0)
-    assert cal.threshold("voltage", 0.7) == pytest.approx(0.5, abs=0.02)  # then the half-right band too
+    assert cal.threshold("voltage", 0.5) <= t  # a lower target keeps more rows
 
 
 def test_a_target_no_confidence_reached_withholds_the_entity() -> None:
@@ -146,3 +150,26 @@ def test_review_gain_order_puts_unsure_rows_with_a_candidate_first_and_unread_ro
     ]
     assert [r.index for r in order_rows(rows, "gain")] == ["2", "4", "1", "3", "0"]
     assert [r.index for r in order_rows(rows, "confidence")] == ["3", "0", "2", "4", "1"]
+
+
+def test_predict_with_a_precision_target_leaves_unsure_rows_blank_and_says_what_it_answered(
+    cli: CliInvoke, tmp_dataset, fake_rapidocr, tmp_path: Path
+) -> None:
+    everything = tmp_path / "all.csv"
+    base = ("predict", tmp_dataset.input_csv, "--images", tmp_dataset.images, "--confidence", "--no-cache")
+    assert cli(*base, "-o", everything).exit_code == 0
+    sure = tmp_path / "sure.csv"
+    result = cli(*base, "-o", sure, "--min-precision", "0.95")
+    assert result.exit_code == 0, result.output
+    assert "answered at target 0.95:" in result.output and "expected precision" in result.output
+    needs = load_model().calibration.thresholds(0.95, ["item_weight", "voltage", "item_volume", "wattage"])
+    with open(everything, encoding="utf-8") as a, open(sure, encoding="utf-8") as b:
+        for full, gated in zip(list(a)[1:], list(b)[1:], strict=True):
+            index, prediction, confidence = full.rstrip("\n").split(",")
+            entity = next(r[2] for r in tmp_dataset.rows if r[0] == index)
+            kept = prediction and float(confidence) >= needs.get(entity, math.inf)
+            assert gated.split(",")[1] == (prediction if kept else "")
+    strict = cli(*base, "-o", tmp_path / "c.csv", "--min-confidence", "0.999")
+    assert strict.exit_code == 0 and "answered at target 0.999" in strict.output
+    both = cli(*base, "-o", tmp_path / "d.csv", "--min-confidence", "0.5", "--min-precision", "0.9")
+    assert both.exit_code == 2 and "not both" in both.output

@@ -136,7 +136,7 @@ class Selector:
         """The predictions of the asked roles among ``cands`` (one family's roles, or one entity)."""
         scores = {r: self.scorer.score(r, c) if c else [] for r, c in cands.items()}
         if len(cands) == 1 or self.joint is None:
-            picks = {r: (max(range(len(s)), key=s.__getitem__), None) for r, s in scores.items() if s}
+            picks = {r: (max(range(len(s)), key=s.__getitem__), 1.0) for r, s in scores.items() if s}
         else:
             shares = {r: self.scorer.shares(s) for r, s in scores.items()}
             chosen = assign(cands, shares, asked, self.priors, self.joint)
@@ -148,9 +148,13 @@ class Selector:
             if r not in picks:
                 out[r] = self.blind_guess(r, group_id)
                 continue
-            best, raw = picks[r]
+            best, mass = picks[r]
             win = cands[r][best]
-            raw = self.scorer.confidence(scores[r], best) if raw is None else raw
+            # The scorer's belief that this candidate is the label, times the share of the image's
+            # assignments that give the role this answer (1 when read alone): on real-dev this ranks
+            # item weights as the ranker's probability does (a single printed weight has mass 1) and
+            # dimensions a little better (benchmarks/whole_image.py, top-quintile accuracy).
+            raw = self.scorer.confidence(scores[r], best) * mass
             out[r] = self.gate(
                 Prediction(
                     r,
