@@ -28,7 +28,7 @@ def _held_out(entity: str, n: int, right_above: float) -> tuple[list[str], list[
 
 def test_precision_curve_of_a_known_ranking() -> None:
     curve = precision_curve(np.array([0.9, 0.8, 0.8, 0.3]), np.array([1, 1, 0, 0]))
-    assert curve == [(0.9, 1.0, 0.25), (0.8, round(2 / 3, 4), 0.75), (0.3, 0.5, 1.0)]
+    assert curve == [(0.9, 1.0, 0.25), (0.8, pytest.approx(2 / 3), 0.75), (0.3, 0.5, 1.0)]
 
 
 def test_threshold_is_the_lowest_confidence_whose_held_out_answers_were_that_precise() -> None:
