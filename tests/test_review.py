@@ -323,3 +323,39 @@ def test_only_files_inside_the_images_folder_are_opened(tmp_path: Path) -> None:
         image_under(images, "missing.png")
     with pytest.raises(ImageLoadError):
         image_under(images, "sub")  # a folder is not an image file
+
+
+def test_a_review_below_a_target_queues_only_those_rows_and_keeps_the_sure_answers(
+    data: ReviewData, tmp_path: Path
+) -> None:
+    """``review --below``: the queue is the rows the target leaves to people; the output merges both kinds."""
+    from specread.review.queue import below_target
+
+    rows = read_review_rows(data.input_csv, data.predictions_csv)
+    needs = {"width": 0.8, "item_weight": 0.8, "voltage": 0.8, "item_volume": 0.8}.__getitem__
+    queue = below_target(rows, needs)
+    assert [r.index for r in queue] == ["1", "2", "3"]  # row 0 (0.90) is sure
+    session = ReviewSession(rows, DecisionStore(tmp_path / "l.csv"), data.images, _reader(data)[0], queue=queue)
+    assert session.state()["total"] == 3 and session.next_unreviewed() == "3"
+    with pytest.raises(UnknownRowError):
+        session.view("0")  # not in this review
+    session.decide("3", "typed", value="1.5 l")
+    out = tmp_path / "merged.csv"
+    session.write_output(out)
+    assert [r[:2] for r in csv.reader(out.open())][1:] == [
+        ["0", "25.0 centimetre"],  # sure: kept as predicted
+        ["1", "250.0 gram"],
+        ["2", "230.0 volt"],
+        ["3", "1.5 litre"],  # reviewed
+    ]
+
+
+def test_gain_order_reads_whether_anything_was_read(data: ReviewData, tmp_path: Path) -> None:
+    from specread.review.queue import with_readable
+
+    rows = read_review_rows(data.input_csv, data.predictions_csv)
+    session = ReviewSession(rows, DecisionStore(tmp_path / "l.csv"), data.images, _reader(data)[0])
+    filled = with_readable(rows, lambda r: session.readable(r.index))
+    assert all(r.readable for r in filled)  # every generated label prints its entity
+    filled[3] = replace(filled[3], readable=False)
+    assert [r.index for r in order_rows(filled, "gain")] == ["1", "2", "0", "3"]
