@@ -285,7 +285,10 @@ class Answers:
             yield [index, *(self._tails[answer] if answer >= 0 else empty)]
 
     def write_final(self, path: Path, header: Sequence[str]) -> None:
-        """Rewrite the output at ``path`` atomically: ``header``, then one row per input index, in input order (through a link: the link stays)."""
+        """Rewrite the output at ``path`` atomically: ``header``, then one row per input index, in input order.
+
+        An output that is a symbolic link is written through: the link stays, its target gets the rows.
+        """
         with atomic_write(path, newline="", encoding="utf-8", through_link=True) as out:
             writer = csv.writer(out)
             writer.writerow(header)
