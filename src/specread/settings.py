@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any, Literal
 
+from specread.affects import AFFECTS, ANSWER, KERNELS, PAGE, SPEED, SUBTREE, setting
+
 __all__ = [
     "BODY_IDLE_TIMEOUT",
     "IMAGE_LIMITS",
@@ -63,8 +65,8 @@ class ImageLimits:
         read_timeout: seconds one read may take before it is that image's failure (0: no deadline).
     """
 
-    max_bytes: int = int(_IMAGES["max_mb"] * 1024 * 1024)
-    read_timeout: float = _IMAGES["read_timeout"]
+    max_bytes: int = setting(SPEED, int(_IMAGES["max_mb"] * 1024 * 1024))
+    read_timeout: float = setting(SPEED, _IMAGES["read_timeout"])
 
 
 IMAGE_LIMITS = ImageLimits()
@@ -82,33 +84,35 @@ class OcrSettings:
         engine: engine name (:data:`specread.ocr.engine.ENGINES`).
         det_side: longest side given to the text detector, in pixels.
         max_side: pictures are reduced to this before OCR (and decoded no larger).
-        threads: intra-op inference threads per engine.
         use_cls: run the 180-degree orientation classifier.
         min_score: drop lines the recogniser is less sure of.
-        backend: ``"onnxruntime"`` or ``"openvino"``.
-        precision: ``"f32"``, or ``"bf16"`` (OpenVINO, where the CPU has it).
         rec_batch: text lines per recogniser call.
         rec_width_step: pad recogniser batch widths to a multiple of this.
         rec_max_columns: cap on lines x padded width per recogniser call (0: none).
         charset: ``"all"`` or ``"latin"`` (OpenVINO only).
+        backend: ``"onnxruntime"`` or ``"openvino"``.
+        precision: ``"f32"``, or ``"bf16"`` (OpenVINO, where the CPU has it).
+        threads: intra-op inference threads per engine.
         kernel_cache: compiled input shapes OpenVINO keeps.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:mod:`specread.ocr.devices`).
+
+    Fields are tagged with what they affect (:mod:`specread.affects`), grouped page, kernels, speed.
     """
 
-    engine: str = _OCR["engine"]
-    det_side: int = _OCR["det_side"]
-    max_side: int = _OCR["max_side"]
-    threads: int = _OCR["threads"]
-    use_cls: bool = _OCR["use_cls"]
-    min_score: float = _OCR["min_score"]
-    backend: str = _OCR["backend"]
-    precision: str = _OCR["precision"]
-    rec_batch: int = _OCR["rec_batch"]
-    rec_width_step: int = _OCR["rec_width_step"]
-    rec_max_columns: int = _OCR["rec_max_columns"]
-    charset: str = _OCR["charset"]
-    kernel_cache: int = _OCR["kernel_cache"]
-    device: str = _OCR["device"]
+    engine: str = setting(PAGE, _OCR["engine"])
+    det_side: int = setting(PAGE, _OCR["det_side"])
+    max_side: int = setting(PAGE, _OCR["max_side"])
+    use_cls: bool = setting(PAGE, _OCR["use_cls"])
+    min_score: float = setting(PAGE, _OCR["min_score"])
+    rec_batch: int = setting(KERNELS, _OCR["rec_batch"])
+    rec_width_step: int = setting(KERNELS, _OCR["rec_width_step"])
+    rec_max_columns: int = setting(KERNELS, _OCR["rec_max_columns"])
+    charset: str = setting(KERNELS, _OCR["charset"])
+    backend: str = setting(KERNELS, _OCR["backend"])
+    precision: str = setting(KERNELS, _OCR["precision"])
+    threads: int = setting(SPEED, _OCR["threads"])
+    kernel_cache: int = setting(SPEED, _OCR["kernel_cache"])
+    device: str = setting(SPEED, _OCR["device"])
 
     def engine_options(self) -> dict[str, Any]:
         """The engine's keyword arguments (everything but its name)."""
@@ -149,18 +153,18 @@ class VlmSettings:
         revision: model revision; "" for the default.
     """
 
-    model: str = _VLM["model"]
-    threshold: float = _VLM["threshold"]
-    batch_size: int = _VLM["batch_size"]
-    batch_images: int = _VLM["batch_images"]
-    max_new_tokens: int = _VLM["max_new_tokens"]
-    hints: bool = _VLM["hints"]
-    max_hints: int = _VLM["max_hints"]
-    prompt_template: str = _VLM["prompt_template"]
-    device: str = _VLM["device"]
-    dtype: str = _VLM["dtype"]
-    trust_remote_code: bool = _VLM["trust_remote_code"]
-    revision: str = _VLM["revision"]
+    model: str = setting(ANSWER, _VLM["model"])
+    threshold: float = setting(ANSWER, _VLM["threshold"])
+    batch_size: int = setting(KERNELS, _VLM["batch_size"])
+    batch_images: int = setting(KERNELS, _VLM["batch_images"])
+    max_new_tokens: int = setting(ANSWER, _VLM["max_new_tokens"])
+    hints: bool = setting(ANSWER, _VLM["hints"])
+    max_hints: int = setting(ANSWER, _VLM["max_hints"])
+    prompt_template: str = setting(ANSWER, _VLM["prompt_template"])
+    device: str = setting(SPEED, _VLM["device"])
+    dtype: str = setting(KERNELS, _VLM["dtype"])
+    trust_remote_code: bool = setting(ANSWER, _VLM["trust_remote_code"])
+    revision: str = setting(ANSWER, _VLM["revision"])
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.batch_images < 1 or self.max_new_tokens < 1:
@@ -184,14 +188,14 @@ class JointSettings:
         top_k: candidates per role that the assignment considers.
     """
 
-    enabled: bool = _JOINT["enabled"]
-    mention_cost: float = _JOINT["mention_cost"]
-    value_cost: float = _JOINT["value_cost"]
-    none_logp: float = _JOINT["none_logp"]
-    pair_weight: float = _JOINT["pair_weight"]
-    share_weight: float = _JOINT["share_weight"]
-    marginal: bool = _JOINT["marginal"]
-    top_k: int = _JOINT["top_k"]
+    enabled: bool = setting(ANSWER, _JOINT["enabled"])
+    mention_cost: float = setting(ANSWER, _JOINT["mention_cost"])
+    value_cost: float = setting(ANSWER, _JOINT["value_cost"])
+    none_logp: float = setting(ANSWER, _JOINT["none_logp"])
+    pair_weight: float = setting(ANSWER, _JOINT["pair_weight"])
+    share_weight: float = setting(ANSWER, _JOINT["share_weight"])
+    marginal: bool = setting(ANSWER, _JOINT["marginal"])
+    top_k: int = setting(ANSWER, _JOINT["top_k"])
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -229,17 +233,17 @@ class ReaderConfig:
         ValueError: a second-pass side not above the first pass's or above ``max_side``.
     """
 
-    reader: str = _READER["reader"]
-    scorer: str = _READER["scorer"]
-    ocr: OcrSettings = field(default_factory=OcrSettings)
-    retry_side: int = _READER["retry_side"]
-    use_priors_fallback: bool = _READER["use_priors_fallback"]
-    min_precision: float = _READER["min_precision"]
-    min_confidence: float = _READER["min_confidence"]
-    cache_dir: str | None = _READER["cache_dir"]
-    vlm: VlmSettings = field(default_factory=VlmSettings)
-    model: str = _READER["model"]
-    joint: JointSettings = field(default_factory=JointSettings)
+    reader: str = setting(ANSWER, _READER["reader"])
+    scorer: str = setting(ANSWER, _READER["scorer"])
+    ocr: OcrSettings = field(default_factory=OcrSettings, metadata=SUBTREE)
+    retry_side: int = setting(ANSWER, _READER["retry_side"])
+    use_priors_fallback: bool = setting(ANSWER, _READER["use_priors_fallback"])
+    min_precision: float = setting(ANSWER, _READER["min_precision"])
+    min_confidence: float = setting(ANSWER, _READER["min_confidence"])
+    cache_dir: str | None = setting(SPEED, _READER["cache_dir"])
+    vlm: VlmSettings = field(default_factory=VlmSettings, metadata=SUBTREE)
+    model: str = setting(ANSWER, _READER["model"])
+    joint: JointSettings = field(default_factory=JointSettings, metadata=SUBTREE)
 
     def __post_init__(self) -> None:
         for name in ("min_precision", "min_confidence"):
@@ -318,12 +322,12 @@ class FetchPolicy:
         max_redirects: redirects followed before giving up.
     """
 
-    allow_private: bool = _FETCH["allow_private"]
-    allowed_networks: tuple[str, ...] = tuple(_FETCH["allowed_networks"])
-    max_bytes: int = _FETCH["max_bytes"]
-    timeout: float = _FETCH["timeout"]
-    connect_timeout: float = _FETCH["connect_timeout"]
-    max_redirects: int = _FETCH["max_redirects"]
+    allow_private: bool = setting(SPEED, _FETCH["allow_private"])
+    allowed_networks: tuple[str, ...] = setting(SPEED, tuple(_FETCH["allowed_networks"]))
+    max_bytes: int = setting(SPEED, _FETCH["max_bytes"])
+    timeout: float = setting(SPEED, _FETCH["timeout"])
+    connect_timeout: float = setting(SPEED, _FETCH["connect_timeout"])
+    max_redirects: int = setting(SPEED, _FETCH["max_redirects"])
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1 or self.timeout <= 0 or self.connect_timeout <= 0 or self.max_redirects < 0:
@@ -389,21 +393,21 @@ class ServiceSettings:
             ``X-Forwarded-For``/``-Proto`` headers are trusted; empty: none.
     """
 
-    reader: ReaderConfig = field(default_factory=_service_reader)
-    workers: int = _SERVICE["workers"]
-    executor: Literal["process", "thread"] = _SERVICE["executor"]
-    max_upload_bytes: int = _SERVICE["max_upload_bytes"]
-    max_pending: int = _SERVICE["max_pending"]
-    max_queued_bytes: int = _SERVICE["max_queued_bytes"]
-    fetch: FetchPolicy | None = None
-    warmup: bool = _SERVICE["warmup"]
-    resolver: Resolver | None = field(default=None, compare=False, repr=False)
-    header_timeout: float = _SERVICE["header_timeout"]
-    body_timeout: float = _SERVICE["body_timeout"]
-    max_connections: int = _SERVICE["max_connections"]
-    max_client_connections: int = _SERVICE["max_client_connections"]
-    max_client_requests: int = _SERVICE["max_client_requests"]
-    forwarded_allow_ips: tuple[str, ...] = tuple(_SERVICE["forwarded_allow_ips"])
+    reader: ReaderConfig = field(default_factory=_service_reader, metadata=SUBTREE)
+    workers: int = setting(SPEED, _SERVICE["workers"])
+    executor: Literal["process", "thread"] = setting(SPEED, _SERVICE["executor"])
+    max_upload_bytes: int = setting(SPEED, _SERVICE["max_upload_bytes"])
+    max_pending: int = setting(SPEED, _SERVICE["max_pending"])
+    max_queued_bytes: int = setting(SPEED, _SERVICE["max_queued_bytes"])
+    fetch: FetchPolicy | None = field(default=None, metadata=SUBTREE)
+    warmup: bool = setting(SPEED, _SERVICE["warmup"])
+    resolver: Resolver | None = field(default=None, compare=False, repr=False, metadata={AFFECTS: SPEED})
+    header_timeout: float = setting(SPEED, _SERVICE["header_timeout"])
+    body_timeout: float = setting(SPEED, _SERVICE["body_timeout"])
+    max_connections: int = setting(SPEED, _SERVICE["max_connections"])
+    max_client_connections: int = setting(SPEED, _SERVICE["max_client_connections"])
+    max_client_requests: int = setting(SPEED, _SERVICE["max_client_requests"])
+    forwarded_allow_ips: tuple[str, ...] = setting(SPEED, tuple(_SERVICE["forwarded_allow_ips"]))
 
     def __post_init__(self) -> None:
         counts = ("workers", "max_pending", "max_upload_bytes", "max_queued_bytes", "max_connections")

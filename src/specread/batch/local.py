@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from specread.affects import Affects, settings_affecting
 from specread.batch.failures import Failure, FailureLog, failure_from
 from specread.batch.pool import results_as_done
 from specread.batch.warm import ocr_into_cache, warm_cache
@@ -183,17 +184,18 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
 def job_record(rows: Iterable[Row] | RowTable, config: ReaderConfig, with_confidence: bool) -> dict:
     """What an output belongs to: the input rows, the settings that change answers, the model, columns and version.
 
-    The OCR cache folder is left out (it changes speed, not answers). The model is its folder's
-    digest, so a model retrained in the same folder is another job; loading it here also refuses
-    a missing or mismatched model before any work (a VLM-only reader uses none).
+    The settings are those tagged page, kernels or answer (:mod:`specread.affects`); those tagged
+    speed (OCR threads, the device, the cache folder...) are left out, so a run resumed with more
+    threads or on another device is the same job. The model is its folder's digest, so a model
+    retrained in the same folder is another job; loading it here also refuses a missing or
+    mismatched model before any work (a VLM-only reader uses none).
 
     Raises:
         ModelMismatchError: the model folder is missing, garbled or trained on other OCR settings.
     """
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "cache_dir"}
     return {
         "input": rows.digest if isinstance(rows, RowTable) else rows_digest(rows),
-        "settings": settings,
+        "settings": settings_affecting(config, Affects.PAGE, Affects.KERNELS, Affects.ANSWER),
         "model": "" if config.reader == "vlm" else reader_model(config).digest,
         "columns": output_columns(with_confidence),
         "specread": __version__,

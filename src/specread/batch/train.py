@@ -181,7 +181,7 @@ def train_ranker(
         labels_csv: ``image_link,group_id,entity_name,entity_value[,image_file]``.
         images_dir: the images, named by the file name of ``image_file`` or ``image_link``.
         output: the model folder to write (created; a model already there is replaced).
-        ocr: how pages are read (default: the ``accurate`` preset); predicting with the model
+        ocr: how pages are read (default: the first preset, ``fast``); predicting with the model
             needs the same page settings (:data:`specread.rank.model.PAGE_SETTINGS`).
         priors: a ``priors.json`` or labels CSV for the priors (default: ``labels_csv``).
         priors_exclude: CSVs whose ``image_link`` rows a ``priors`` labels CSV is counted without

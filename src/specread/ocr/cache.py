@@ -1,4 +1,4 @@
-"""On-disk OCR cache keyed by image content and engine fingerprint.
+"""On-disk OCR cache keyed by image content and engine fingerprint (:func:`page_key`).
 
 OCR is the only expensive stage, so each unique image is read once: several
 rows or entities on one image, and re-runs, reuse the stored page. Entries are
@@ -19,16 +19,20 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from platformdirs import user_cache_path
 
+from specread.affects import KERNELS, PAGE, fields_affecting
 from specread.errors import FileTooLargeError, NotRegularFileError, PageFormatError
 from specread.io.files import atomic_write, read_regular
-from specread.settings import IMAGE_LIMITS
+from specread.ocr.layout import SEGMENTS_VERSION
+from specread.settings import IMAGE_LIMITS, OcrSettings
 from specread.types import OcrPage
 
-__all__ = ["MAX_ENTRY_BYTES", "OcrCache", "default_cache_dir"]
+__all__ = ["MAX_ENTRY_BYTES", "OcrCache", "RunningEngine", "default_cache_dir", "page_key"]
 
 log = logging.getLogger("specread")
 
@@ -43,6 +47,83 @@ def default_cache_dir() -> Path:
     """``$SPECREAD_CACHE`` if set, else the platform's user cache folder."""
     env = os.environ.get("SPECREAD_CACHE")
     return Path(env) if env else user_cache_path("specread") / "ocr"
+
+
+class RunningEngine(Protocol):
+    """What :func:`page_key` reads off an engine: its :class:`OcrSettings` fields as attributes, and what runs."""
+
+    backend: str
+
+    def resolved_device(self) -> str:
+        """``"cpu"`` or ``"cuda"``: where the engine computes."""
+        ...
+
+    def effective_precision(self) -> str:
+        """The precision its CPU inference really runs at (``bf16`` asked falls back to ``f32`` without CPU support)."""
+        ...
+
+
+_SPELLING: dict[str, tuple[str, Any]] = {
+    "det_side": ("det", None),
+    "max_side": ("max", None),
+    "use_cls": ("cls", None),
+    "min_score": ("s", None),
+    "rec_batch": ("rb", 6),
+    "rec_width_step": ("rw", 1),
+    "rec_max_columns": ("rc", 0),
+    "charset": ("cs", "all"),
+}
+"""How keys have always spelled a field: ``(prefix, plain)``; at its plain value (``None``: none) it adds nothing.
+
+Only the spelling is kept here, so that the caches of unchanged settings stay valid; which fields
+count is their tag's business (:mod:`specread.affects`). A field tagged page or kernels that is not
+here is spelled ``<name>=<value>``.
+"""
+
+_ENGINE_SPELLED = {"engine", "backend", "precision"}
+"""Spelled by the engine: its models lead the key, and the runtime that really computes ends it."""
+
+_CPU_ONLY = {"charset"}
+"""Settings a GPU does not apply (it reads every character): left out of a GPU's keys."""
+
+_BACKENDS = {"onnxruntime": "", "openvino": "ov"}
+"""A CPU backend's spelling; onnxruntime runs f32 only, so its keys name no precision."""
+
+
+def page_key(models: str, engine: RunningEngine, int8_digest: Callable[[], str]) -> str:
+    """The cache folder of pages read by ``engine``: every setting tagged page or kernels, as it really runs.
+
+    ``models`` names the engine and its model files (``rapidocr3.10-v6s``). Then the page settings,
+    the page format (:data:`~specread.ocr.layout.SEGMENTS_VERSION`), the kernel settings, and what
+    computes: ``cuda`` on a GPU (float, every character), else the CPU backend and the precision that
+    really runs (``bf16`` asked on a CPU without it reads in ``f32``, like ``f32`` asked), with
+    ``int8_digest()`` (the INT8 model files' sha256; called only for them) after ``int8``.
+    Settings tagged speed (threads, kernel cache, the device asked) are not in it.
+    """
+    device = engine.resolved_device()
+    page = [name for name in fields_affecting(OcrSettings, PAGE) if name not in _ENGINE_SPELLED]
+    kernels = [name for name in fields_affecting(OcrSettings, KERNELS) if name not in _ENGINE_SPELLED]
+    if device != "cpu":
+        kernels = [name for name in kernels if name not in _CPU_ONLY]
+    parts = [models, *(_spell(name, getattr(engine, name)) for name in page)]
+    parts.append(f"seg{SEGMENTS_VERSION}")  # pages carry line segments (specread.ocr.layout)
+    parts += [_spell(name, getattr(engine, name)) for name in kernels]
+    backend = _BACKENDS.get(engine.backend, engine.backend)
+    if device != "cpu":
+        parts.append(device)
+    elif backend:
+        precision = engine.effective_precision()
+        if precision == "int8":  # regenerated models read differently: their digest is in the key
+            precision += f"-{int8_digest()[:12]}"
+        parts.append(f"{backend}-{precision}")
+    return "-".join(part for part in parts if part)
+
+
+def _spell(name: str, value: Any) -> str:
+    prefix, plain = _SPELLING.get(name, (f"{name}=", None))
+    if plain is not None and value == plain:
+        return ""
+    return f"{prefix}{int(value) if isinstance(value, bool) else value}"
 
 
 def _warn_once(kind: str, message: str, *args: object) -> None:

@@ -29,8 +29,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from specread.ocr.cache import page_key
 from specread.ocr.devices import DEVICES, resolve_device
-from specread.ocr.layout import SEGMENTS_VERSION, detect_segments
+from specread.ocr.layout import detect_segments
 from specread.types import OcrPage, OcrToken
 
 __all__ = [
@@ -178,25 +179,7 @@ class RapidOcrEngine:
         return view
 
     def fingerprint(self) -> str:
-        base = f"rapidocr3.10-v6s-det{self.det_side}-max{self.max_side}-cls{int(self.use_cls)}-s{self.min_score}"
-        base += f"-seg{SEGMENTS_VERSION}"  # pages carry line segments (specread.ocr.layout)
-        if self.rec_batch != 6:
-            base += f"-rb{self.rec_batch}"  # batch padding changes what the recogniser sees
-        if self.rec_width_step != 1:
-            base += f"-rw{self.rec_width_step}"
-        if self.rec_max_columns:
-            base += f"-rc{self.rec_max_columns}"
-        if self.resolved_device() == "cuda":  # GPU kernels: float, the full charset, a cache of their own
-            return f"{base}-cuda"
-        if self.charset != "all":
-            base += f"-cs{self.charset}"
-        if self.backend == "onnxruntime":
-            return base
-        # Kernels (and bf16 when the CPU has it) change the numbers slightly: a separate cache.
-        precision = self.effective_precision()
-        if precision == "int8":  # regenerated models read differently: their digest is in the key
-            precision += f"-{int8_models_digest()[:12]}"
-        return f"{base}-ov-{precision}"
+        return page_key("rapidocr3.10-v6s", self, int8_models_digest)
 
     def resolved_device(self) -> str:
         """``"cpu"`` or ``"cuda"``: where this engine reads (``device`` resolved once, then kept).

@@ -40,6 +40,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from specread.affects import Affects, fields_affecting
 from specread.data import PACKAGED_MODEL
 from specread.errors import ModelMismatchError
 from specread.extract.features import FEATURE_NAMES
@@ -74,14 +75,14 @@ MODEL_ENV = "SPECREAD_MODEL"
 MANIFEST, RANKER_FILE, PRIORS_FILE = "model.json", "ranker.txt", "priors.json"
 CALIBRATION_FILE = "calibration.json"
 
-PAGE_SETTINGS: tuple[str, ...] = ("engine", "det_side", "max_side", "use_cls", "min_score")
-"""The :class:`OcrSettings` fields that change the pages a model learns from, kept in its manifest.
+PAGE_SETTINGS: tuple[str, ...] = fields_affecting(OcrSettings, Affects.PAGE)
+"""The :class:`OcrSettings` fields that change the pages a model learns from (tagged ``page``), kept in its manifest.
 
-The others (``backend``, ``precision``, ``charset``, ``rec_batch``, ``rec_width_step``,
-``rec_max_columns``, ``threads``, ``kernel_cache``) change how fast the same models run, not what
-they read: the presets in ``settings.toml`` document ``fast`` as giving ``accurate``'s predictions
-(bfloat16 changed 9 of 344 on the samples measured there). So a model trained with ``accurate``
-serves ``fast`` too, and one trained at detector side 1280 is refused at 960.
+The others are tagged ``kernels`` (``backend``, ``precision``, ``charset``, ``rec_batch``,
+``rec_width_step``, ``rec_max_columns``: how fast the same models run, not what they read) or
+``speed`` (:mod:`specread.affects`): the presets in ``settings.toml`` document ``fast`` as giving
+``accurate``'s predictions (bfloat16 changed 9 of 344 on the samples measured there). So a model
+trained with ``accurate`` serves ``fast`` too, and one trained at detector side 1280 is refused at 960.
 """
 
 RETRAIN = "retrain it with `specread train`"
