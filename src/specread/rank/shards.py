@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from specread.extract.priors import Priors
 from specread.io.files import atomic_write
 from specread.lifeline import lifeline, start_worker
 from specread.metrics import normalize_answer
+from specread.rank.split import GroupedKFold
 from specread.types import LabelledRow
 from specread.units.registry import ENTITIES
 
@@ -56,8 +56,6 @@ __all__ = [
     "Shard",
     "ShardSet",
     "ShardSplit",
-    "grouped_split",
-    "linked_components",
     "row_examples",
     "write_shards",
 ]
@@ -83,33 +81,6 @@ def row_examples(row: LabelledRow, mentions: Sequence[Mention], priors: Priors) 
     gold = normalize_answer(row.gold)
     hits = [normalize_answer(Answer(c.quantity.value, c.quantity.unit).text) == gold for c in cands]
     return to_matrix(cands), np.array(hits, dtype=bool)
-
-
-def linked_components(keys: Sequence[tuple[str, str]]) -> list[list[int]]:
-    """Positions linked through a shared first or second key (empty keys link nothing).
-
-    Components come in order of their first position, each listing its positions in order:
-    rows sharing an image or a product group end up in one component (union-find).
-    """
-    parent = list(range(len(keys)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[tuple[int, str], int] = {}
-    for i, pair in enumerate(keys):
-        for side, key in enumerate(pair):
-            if key == "":
-                continue
-            j = first.setdefault((side, key), i)
-            parent[find(i)] = find(j)
-    comps: dict[int, list[int]] = {}
-    for i in range(len(keys)):
-        comps.setdefault(find(i), []).append(i)
-    return list(comps.values())
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -452,8 +423,24 @@ class ShardSplit:
     """Which labelled rows (``row_id``) are held out for validation."""
 
     valid_rows: np.ndarray
-    valid_fraction: float
+    n_splits: int
     seed: int
+
+    @classmethod
+    def holdout(cls, shards: ShardSet, n_splits: int = 5, seed: int = 0) -> ShardSplit:
+        """The first fold of :class:`~specread.rank.split.GroupedKFold` over the shards' rows.
+
+        The same rows :func:`specread.rank.train.holdout_rows` holds out of the same labelled rows in
+        memory, so the streaming and the in-memory fits are measured on one hold-out.
+        """
+        ids: list[np.ndarray] = []
+        pairs: list[tuple[str, str]] = []
+        for shard in shards.rows():
+            ids.append(shard.row_id)
+            pairs.extend(zip(shard.row_key.tolist(), shard.row_group_id.tolist(), strict=True))
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        _, test = GroupedKFold(n_splits, seed).holdout(pairs)
+        return cls(np.sort(all_ids[test]), n_splits, seed)
 
     def is_valid(self, ids: np.ndarray) -> np.ndarray:
         """Boolean mask: which of ``ids`` (row ids, or ``groups`` of candidate rows) are validation rows."""
@@ -461,31 +448,3 @@ class ShardSplit:
 
     def is_train(self, ids: np.ndarray) -> np.ndarray:
         return ~self.is_valid(ids)
-
-
-def grouped_split(shards: ShardSet, valid_fraction: float = 0.1, seed: int = 0) -> ShardSplit:
-    """Hold out about ``valid_fraction`` of the labelled rows, keeping images and product groups whole.
-
-    Rows sharing an image key or a ``group_id`` are linked (:func:`linked_components`);
-    whole components are drawn in a seeded order until the share is reached, so no
-    image and no product group is on both sides. Deterministic for a seed.
-    """
-    if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError("valid_fraction must be in [0, 1)")
-    ids: list[np.ndarray] = []
-    pairs: list[tuple[str, str]] = []
-    for shard in shards.rows():
-        ids.append(shard.row_id)
-        pairs.extend(zip(shard.row_key.tolist(), shard.row_group_id.tolist(), strict=True))
-    all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    comps = linked_components(pairs)
-    random.Random(seed).shuffle(comps)
-    target = round(valid_fraction * len(pairs))
-    chosen: list[int] = []
-    for members in comps:
-        if len(chosen) >= target:
-            break
-        if len(chosen) + len(members) <= target or not chosen:
-            chosen.extend(members)
-    valid = np.sort(all_ids[np.array(chosen, dtype=np.int64)]) if chosen else np.zeros(0, np.int64)
-    return ShardSplit(valid, valid_fraction, seed)
