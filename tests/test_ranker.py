@@ -314,6 +314,7 @@ def test_a_base_adapts_to_a_few_labels_of_a_new_kind() -> None:
 
 def test_a_base_must_match_and_be_fitted(tmp_path) -> None:
     from specread.rank.shards import write_shards
+    from specread.rank.stream import fit_shards
 
     rows = _make_rows(10, seed=4)
     X, y, q, _w = build_examples(rows, load_priors())
@@ -325,7 +326,7 @@ def test_a_base_must_match_and_be_fitted(tmp_path) -> None:
     adapted = fit_ranker(rows, load_priors(), base=base, n_estimators=5)  # takes the base's rule_weight
     assert adapted.rule_weight == 1.0 and adapted.booster_.num_trees() == 15
     shards = write_shards(rows, load_priors(), tmp_path, rows_per_shard=7)
-    from_shards = CandidateRanker(n_estimators=5, rule_weight=1.0).fit_shards(shards, base=base)
+    from_shards, _ = fit_shards(CandidateRanker(n_estimators=5, rule_weight=1.0), shards, base=base)
     assert from_shards.booster_.model_to_string() == adapted.booster_.model_to_string()
 
 

@@ -201,6 +201,7 @@ class CandidateRanker:
             return init
         return init + np.asarray(base_booster.predict(design, raw_score=True, num_threads=1), dtype=np.float64)
 
+    @staticmethod
     def _dataset(
         data: np.ndarray | list,
         y: np.ndarray,
