@@ -107,8 +107,9 @@ class TrainingPriors:
         """How the hold-out figures' priors were made (the manifest's ``metrics.priors``)."""
         if self.given:
             return "as given (--priors)"
-        own = "counted from the labels, without the held-out images"
-        return own if self.broad is None else f"{self.broad[1].get('model', 'broad')} priors plus the labels {own}"
+        if self.broad is None:
+            return "counted from the labels, without the held-out images"
+        return f"{self.broad[1]['model']} priors plus the labels' own counts, without the held-out images"
 
     def _count(self, exclude: frozenset[str]) -> tuple[Priors, dict]:
         table, record = load_training_priors(self.labels_csv, exclude)
