@@ -61,8 +61,8 @@ def run_size(args: argparse.Namespace, rows: int, work: Path) -> dict:
     from specread.extract.priors import load_priors
     from specread.rank.ranker import CandidateRanker
     from specread.rank.select import Selector
-    from specread.rank.shards import ShardSplit, write_shards
-    from specread.rank.stream import fit_shards
+    from specread.rank.shards import write_shards
+    from specread.rank.stream import ShardSplit, fit_shards
     from specread.rank.train import evaluate
     from specread.synth import synth_pages
 

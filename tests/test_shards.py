@@ -22,9 +22,9 @@ from specread.extract.features import FEATURE_NAMES
 from specread.extract.priors import load_priors
 from specread.rank import shards as shards_module
 from specread.rank.ranker import CandidateRanker
-from specread.rank.shards import ShardSet, ShardSplit, write_shards
+from specread.rank.shards import ShardSet, write_shards
 from specread.rank.split import GroupedKFold, row_groups
-from specread.rank.stream import fit_shards
+from specread.rank.stream import ShardSplit, fit_shards
 from specread.rank.train import build_examples
 from specread.synth import TRAIN_MIX, synth_pages
 from specread.types import LabelledRow

@@ -3,44 +3,56 @@
 What ``specread train`` runs. It sits with the runners because it drives the
 OCR reader over a labelled CSV the way ``predict`` drives it over an input CSV;
 the fitting itself is :func:`specread.rank.train.fit_ranker`, and the folder
-(ranker, priors, manifest) is :mod:`specread.rank.model`'s.
+(ranker, priors, manifest) is :mod:`specread.rank.model`'s. :func:`train_ranker`'s steps:
+
+1. The images are read by ``workers`` OCR processes into the OCR cache (the slow part, in
+   parallel). Pages are cached one by one as they are read, so a run killed here is started
+   again with the same command and reads only the images not yet cached.
+2. The training rows take their pages from the cache; an image that cannot be read drops its
+   rows with a warning.
+3. Priors (:func:`training_priors`): the labels of ``labels_csv`` added to the packaged priors
+   (a ``base``'s priors with ``base``), or alone (``priors="none"``), or the ``priors.json`` or
+   labels CSV ``priors`` names (counted without the images of the ``priors_exclude`` CSVs).
+4. Validation (:func:`holdout_metrics`): grouped ``holdout``-fold cross-validation; one fold's
+   figures go into the manifest, and every fold's out-of-fold answers calibrate the
+   confidence (``calibration.json``; skipped with ``holdout`` 0). The streaming fit holds out
+   the same fold with the same priors rule (:func:`train_from_shards`).
+5. The ranker is fitted on all rows (:func:`~specread.rank.train.fit_ranker`) and the folder
+   written (:func:`~specread.rank.model.save_model`): ranker, priors, and a manifest with the
+   OCR settings, data fingerprints, parameters and the validation figures.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from specread.batch.priors import TrainingPriors, training_priors
 from specread.batch.ray_runner import warm_cache_ray
 from specread.batch.warm import warm_cache
-from specread.data import PACKAGED_MODEL
 from specread.errors import ImageLoadError
-from specread.extract.priors import Priors, image_links, load_priors
+from specread.extract.priors import Priors
 from specread.io.dataset import read_labels
 from specread.metrics import normalize_answer
 from specread.pipeline import build_pages
 from specread.rank.calibrate import Calibration
-from specread.rank.model import Model, check_model, file_sha256, labels_fingerprint, ocr_card, save_model
+from specread.rank.model import Model, check_model, labels_fingerprint, ocr_card, save_model
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Selector
-from specread.rank.shards import ShardSet, ShardSplit, write_shards
+from specread.rank.shards import ShardSet, write_shards
 from specread.rank.split import GroupedKFold, row_groups
-from specread.rank.stream import fit_shards
+from specread.rank.stream import ShardSplit, fit_shards
 from specread.rank.train import capacity_params, fit_ranker, load_labelled_rows, read_rows, score_answers
 from specread.settings import OcrSettings, ReaderConfig
 from specread.types import LabelledRow, OcrPage, Prediction
 
 __all__ = [
     "ADAPT_ROUNDS",
-    "PRIORS_NONE",
-    "TrainingPriors",
     "holdout_metrics",
-    "load_training_priors",
     "train_from_shards",
     "train_ranker",
 ]
@@ -50,95 +62,7 @@ ADAPT_ROUNDS = 100
 from-scratch default) over-fit 25-100 rows and lost 1-3 points of test-weighted F1; 100 roughly
 held the base's figures (-1.6 to +0.8 points)."""
 
-PRIORS_NONE = "none"
-"""``specread train --priors none``: the labels' own counts alone, not added to the broad priors."""
-
 log = logging.getLogger("specread")
-
-
-def load_training_priors(path: str | Path, exclude_links: frozenset[str] = frozenset()) -> tuple[Priors, dict]:
-    """Priors from a ``priors.json`` (``specread priors``, a model folder's) or counted from a labels CSV.
-
-    Returns:
-        The priors, and what they were built from (the manifest's ``priors_from``).
-
-    Raises:
-        InputFormatError: a CSV that is not a labels CSV.
-        ValueError: a JSON file that is not a priors table.
-    """
-    source = Path(path)
-    if source.suffix.lower() == ".json":
-        try:
-            priors = Priors.from_dict(json.loads(source.read_text(encoding="utf-8")))
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"{source}: not a priors table written by `specread priors` ({exc})") from None
-        return priors, {"file": source.name, "sha256": file_sha256(source), "rows": priors.n_rows}
-    priors = Priors.build(source, exclude_links)
-    record = {"labels": source.name, "sha256": file_sha256(source), "rows": priors.n_rows}
-    return priors, record | ({"excluded_image_links": len(exclude_links)} if exclude_links else {})
-
-
-@dataclass(frozen=True)
-class TrainingPriors:
-    """The one priors rule of both fits: what a model is fitted and measured with.
-
-    ``given`` (``--priors FILE``) serves as it is. Otherwise the labels are counted and added to
-    ``broad`` (the packaged priors, or a ``--base`` model's; None with ``--priors none``: the
-    labels alone). Measured on held-out images, the labels are counted without those images, so
-    the hold-out figures see no count of the rows they score.
-    """
-
-    labels_csv: Path
-    links: dict[str, frozenset[str]]  # image key -> its image links (the labels' own rows)
-    given: tuple[Priors, dict] | None = None
-    broad: tuple[Priors, dict] | None = None
-
-    def for_holdout(self, held: set[str]) -> Priors:
-        """The priors a model measured on the images ``held`` (image keys) is fitted and read with."""
-        if self.given:
-            return self.given[0]
-        return self._count(frozenset(link for key in held for link in self.links.get(key, ())))[0]
-
-    def full(self) -> tuple[Priors, dict]:
-        """The saved model's priors, and what they were built from (the manifest's ``priors_from``)."""
-        return self.given or self._count(frozenset())
-
-    def describe(self) -> str:
-        """How the hold-out figures' priors were made (the manifest's ``metrics.priors``)."""
-        if self.given:
-            return "as given (--priors)"
-        if self.broad is None:
-            return "counted from the labels, without the held-out images"
-        return f"{self.broad[1]['model']} priors plus the labels' own counts, without the held-out images"
-
-    def _count(self, exclude: frozenset[str]) -> tuple[Priors, dict]:
-        table, record = load_training_priors(self.labels_csv, exclude)
-        if self.broad is None:
-            return table, record
-        return self.broad[0].combined(table), {**record, "added_to": self.broad[1]}
-
-
-def training_priors(
-    labels_csv: str | Path, priors: str | Path | None, priors_exclude: Sequence[str | Path], base: Model | None
-) -> TrainingPriors:
-    """The :class:`TrainingPriors` of ``specread train``'s options (files checked before any OCR).
-
-    ``priors`` None: the labels added to the base model's priors, or to the packaged ones;
-    :data:`PRIORS_NONE`: the labels alone; a path: that table or labels CSV as it is.
-    """
-    links: dict[str, set[str]] = {}
-    for label in read_labels(labels_csv):
-        links.setdefault(label.image, set()).add(label.image_link)
-    frozen = {key: frozenset(v) for key, v in links.items()}
-    if priors is not None and str(priors) != PRIORS_NONE:
-        return TrainingPriors(Path(labels_csv), frozen, given=load_training_priors(priors, image_links(priors_exclude)))
-    broad = None
-    if priors is None and base is not None:
-        broad = (base.priors, {"model": str(base.path), "rows": base.priors.n_rows})
-    elif priors is None:
-        packaged = PACKAGED_MODEL / "priors.json"
-        broad = (load_priors(), {"model": "packaged", "sha256": file_sha256(packaged), "rows": load_priors().n_rows})
-    return TrainingPriors(Path(labels_csv), frozen, broad=broad)
 
 
 def _calibration(answered: Sequence[tuple[LabelledRow, Prediction]]) -> Calibration:
@@ -230,21 +154,7 @@ def train_ranker(
 ) -> tuple[Model, int]:
     """Train a model folder on labelled images: what ``specread train`` runs.
 
-    1. The images are read by ``workers`` OCR processes into the OCR cache (the slow part, in
-       parallel). Pages are cached one by one as they are read, so a run killed here is started
-       again with the same command and reads only the images not yet cached.
-    2. The training rows take their pages from the cache; an image that cannot be read drops its
-       rows with a warning.
-    3. Priors (:func:`training_priors`): the labels of ``labels_csv`` added to the packaged priors
-       (a ``base``'s priors with ``base``), or alone (``priors="none"``), or the ``priors.json`` or
-       labels CSV ``priors`` names (counted without the images of the ``priors_exclude`` CSVs).
-    4. Validation (:func:`holdout_metrics`): grouped ``holdout``-fold cross-validation; one fold's
-       figures go into the manifest, and every fold's out-of-fold answers calibrate the
-       confidence (``calibration.json``; skipped with ``holdout`` 0). The streaming fit holds out
-       the same fold with the same priors rule (:func:`train_from_shards`).
-    5. The ranker is fitted on all rows (:func:`~specread.rank.train.fit_ranker`) and the folder
-       written (:func:`~specread.rank.model.save_model`): ranker, priors, and a manifest with the
-       OCR settings, data fingerprints, parameters and the validation figures.
+    The steps are the module's (:mod:`specread.batch.train`).
 
     The labels (and ``priors``) are checked and ``output`` made before any OCR, so a bad CSV or an
     unwritable path fails at once, not after hours of OCR. The OCR pass reads pages only
@@ -263,9 +173,8 @@ def train_ranker(
         holdout: hold out 1/``holdout`` of the rows to measure the model (0: no validation).
         cache_dir: the OCR cache; ``"default"`` is ``$SPECREAD_CACHE`` or the user cache folder
             (None is refused: the pages pass through the cache).
-        workers: OCR processes.
+        workers, progress: OCR processes; called with ``(images read, images)`` during OCR.
         seed: the ranker's and the folds' seed (training is deterministic for a seed).
-        progress: called with ``(images read, images)`` during OCR.
         base: a model to start from (``specread train --base``): its trees stay and ``rounds``
             new ones adapt them to these labels; the labels add to its priors unless ``priors`` is given.
             It must read pages like ``ocr`` (:func:`~specread.rank.model.check_model`).
@@ -295,14 +204,69 @@ def train_ranker(
     if base is not None:
         check_model(base, ocr)
     rule = training_priors(labels_csv, priors, priors_exclude, base)
-    params: dict[str, Any] = {"base": base.ranker if base is not None else None}
-    if base is None:
-        params |= capacity_params(len({label.image for label in labels}), capacity)
-    if rounds is not None or base is not None:
-        params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
+    params = _fit_params(len({label.image for label in labels}), base, capacity, rounds)
     Path(output).mkdir(parents=True, exist_ok=True)
     config = ReaderConfig(ocr=ocr, cache_dir=cache_dir, retry_side=0)  # the pages a model learns from
-    paths = [images / label.image for label in labels]
+    page = _ocr_pass([images / label.image for label in labels], config, workers, runner, address, progress)
+    card: dict[str, Any] = {"ocr": ocr_card(ocr)} | _base_card(base)
+    if streaming:
+        return train_from_shards(labels_csv, images, page, rule, output, card, holdout, seed, workers, **params)
+    return _train_in_memory(labels_csv, images, page, rule, output, card, holdout, seed, **params)
+
+
+def _train_in_memory(
+    labels_csv: str | Path,
+    images: Path,
+    page: Callable[[Path], OcrPage | None],
+    priors: TrainingPriors,
+    output: str | Path,
+    card: dict[str, Any],
+    holdout: int,
+    seed: int,
+    **params: Any,
+) -> tuple[Model, int]:
+    """The in-memory half of :func:`train_ranker`: every row's page held, cross-validated, fitted."""
+    rows = load_labelled_rows(labels_csv, images, page)
+    if not rows:
+        raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
+    metrics, calibration = holdout_metrics(rows, priors.for_holdout, holdout, seed, **params)
+    metrics["priors"] = priors.describe()
+    table, priors_from = priors.full()
+    card = {
+        "ocr": card["ocr"],
+        "data": {**labels_fingerprint(labels_csv), "rows_used": len(rows)},
+        "metrics": metrics,
+        "priors_from": priors_from,
+        **{k: v for k, v in card.items() if k == "base"},
+    }
+    model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card, calibration)
+    return model, len(rows)
+
+
+def _base_card(base: Model | None) -> dict[str, Any]:
+    """The manifest's ``base`` entry: which model the trees were continued from."""
+    return {} if base is None else {"base": {"path": str(base.path), "digest": base.digest}}
+
+
+def _fit_params(n_images: int, base: Model | None, capacity: str, rounds: int | None) -> dict[str, Any]:
+    """The ranker's settings: by the training images from scratch; a base's own, with new rounds."""
+    params: dict[str, Any] = {"base": base.ranker if base is not None else None}
+    if base is None:
+        params |= capacity_params(n_images, capacity)
+    if rounds is not None or base is not None:
+        params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
+    return params
+
+
+def _ocr_pass(
+    paths: Sequence[Path],
+    config: ReaderConfig,
+    workers: int,
+    runner: str,
+    address: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> Callable[[Path], OcrPage | None]:
+    """Read every image into the OCR cache (in parallel), then give each page from it (None: unreadable)."""
     if runner == "ray":
         warm_cache_ray(paths, config, address, progress=progress)
     elif runner == "local":
@@ -318,26 +282,7 @@ def train_ranker(
             log.warning("%s (row skipped)", exc)
             return None
 
-    card: dict[str, Any] = {"ocr": ocr_card(ocr)}
-    if base is not None:
-        card["base"] = {"path": str(base.path), "digest": base.digest}
-    if streaming:
-        return train_from_shards(labels_csv, images, page, rule, output, card, holdout, seed, workers, **params)
-    rows = load_labelled_rows(labels_csv, images, page)
-    if not rows:
-        raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
-    metrics, calibration = holdout_metrics(rows, rule.for_holdout, holdout, seed, **params)
-    metrics["priors"] = rule.describe()
-    table, priors_from = rule.full()
-    card = {
-        "ocr": card["ocr"],
-        "data": {**labels_fingerprint(labels_csv), "rows_used": len(rows)},
-        "metrics": metrics,
-        "priors_from": priors_from,
-        **{k: v for k, v in card.items() if k == "base"},
-    }
-    model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card, calibration)
-    return model, len(rows)
+    return page
 
 
 def train_from_shards(

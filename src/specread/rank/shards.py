@@ -46,7 +46,6 @@ from specread.extract.priors import Priors
 from specread.io.files import atomic_write
 from specread.lifeline import lifeline, start_worker
 from specread.metrics import normalize_answer
-from specread.rank.split import GroupedKFold
 from specread.types import LabelledRow
 from specread.units.registry import ENTITIES
 
@@ -55,7 +54,6 @@ __all__ = [
     "LabelledRow",
     "Shard",
     "ShardSet",
-    "ShardSplit",
     "row_examples",
     "write_shards",
 ]
@@ -185,6 +183,31 @@ def _priors_digest(priors: Priors) -> str:
     return hashlib.sha256(json.dumps(priors.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
+def _write_index(out: Path, spec: str, rows_per_shard: int, entries: dict[int, dict]) -> None:
+    """Drop the shards of no entry, then write ``index.json`` (last, atomically: the set is complete)."""
+    kept = {_shard_name(n) for n in entries}
+    for stale in out.glob("shard-*.npz"):
+        if stale.name not in kept:
+            stale.unlink()
+    shards = [entries[n] for n in sorted(entries)]
+    fingerprint = hashlib.sha256(spec.encode())
+    for e in shards:
+        fingerprint.update(e["digest"].encode())
+    index = {
+        "format": FORMAT,
+        "feature_names": list(FEATURE_NAMES),
+        "entities": list(ENTITIES),
+        "rows_per_shard": rows_per_shard,
+        "rows": sum(e["rows"] for e in shards),
+        "candidates": sum(e["candidates"] for e in shards),
+        "positives": sum(e["positives"] for e in shards),
+        "fingerprint": fingerprint.hexdigest(),
+        "shards": shards,
+    }
+    with atomic_write(out / INDEX, "wb", fsync=True) as fh:
+        fh.write(json.dumps(index, indent=1).encode())
+
+
 def write_shards(
     rows: Iterable[LabelledRow],
     priors: Priors,
@@ -261,27 +284,7 @@ def write_shards(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    kept = {_shard_name(n) for n in entries}
-    for stale in out.glob("shard-*.npz"):
-        if stale.name not in kept:
-            stale.unlink()
-    shards = [entries[n] for n in sorted(entries)]
-    fingerprint = hashlib.sha256(spec.encode())
-    for e in shards:
-        fingerprint.update(e["digest"].encode())
-    index = {
-        "format": FORMAT,
-        "feature_names": list(FEATURE_NAMES),
-        "entities": list(ENTITIES),
-        "rows_per_shard": rows_per_shard,
-        "rows": sum(e["rows"] for e in shards),
-        "candidates": sum(e["candidates"] for e in shards),
-        "positives": sum(e["positives"] for e in shards),
-        "fingerprint": fingerprint.hexdigest(),
-        "shards": shards,
-    }
-    with atomic_write(out / INDEX, "wb", fsync=True) as fh:
-        fh.write(json.dumps(index, indent=1).encode())
+    _write_index(out, spec, rows_per_shard, entries)
     return ShardSet(out)
 
 
@@ -413,38 +416,3 @@ def _sequence_type() -> type:
 
         _SEQUENCE = ShardSequence
     return _SEQUENCE
-
-
-# -- grouped validation split -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ShardSplit:
-    """Which labelled rows (``row_id``) are held out for validation."""
-
-    valid_rows: np.ndarray
-    n_splits: int
-    seed: int
-
-    @classmethod
-    def holdout(cls, shards: ShardSet, n_splits: int = 5, seed: int = 0) -> ShardSplit:
-        """The first fold of :class:`~specread.rank.split.GroupedKFold` over the shards' rows.
-
-        The same rows :func:`specread.rank.train.holdout_rows` holds out of the same labelled rows in
-        memory, so the streaming and the in-memory fits are measured on one hold-out.
-        """
-        ids: list[np.ndarray] = []
-        pairs: list[tuple[str, str]] = []
-        for shard in shards.rows():
-            ids.append(shard.row_id)
-            pairs.extend(zip(shard.row_key.tolist(), shard.row_group_id.tolist(), strict=True))
-        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-        _, test = GroupedKFold(n_splits, seed).holdout(pairs)
-        return cls(np.sort(all_ids[test]), n_splits, seed)
-
-    def is_valid(self, ids: np.ndarray) -> np.ndarray:
-        """Boolean mask: which of ``ids`` (row ids, or ``groups`` of candidate rows) are validation rows."""
-        return np.isin(ids, self.valid_rows)
-
-    def is_train(self, ids: np.ndarray) -> np.ndarray:
-        return ~self.is_valid(ids)

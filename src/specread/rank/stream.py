@@ -13,17 +13,52 @@ not this module's business.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from specread.rank.ranker import CandidateRanker
-from specread.rank.shards import Shard, ShardSet, ShardSplit
+from specread.rank.shards import Shard, ShardSet
+from specread.rank.split import GroupedKFold
 
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["fit_shards"]
+__all__ = ["ShardSplit", "fit_shards"]
+
+
+@dataclass(frozen=True, eq=False)
+class ShardSplit:
+    """Which labelled rows (``row_id``) are held out for validation."""
+
+    valid_rows: np.ndarray
+    n_splits: int
+    seed: int
+
+    @classmethod
+    def holdout(cls, shards: ShardSet, n_splits: int = 5, seed: int = 0) -> ShardSplit:
+        """The first fold of :class:`~specread.rank.split.GroupedKFold` over the shards' rows.
+
+        The rows :meth:`GroupedKFold.holdout` holds out of the same labelled rows in memory
+        (:func:`specread.batch.train.holdout_metrics`): the streaming and the in-memory fits are
+        measured on one hold-out.
+        """
+        ids: list[np.ndarray] = []
+        pairs: list[tuple[str, str]] = []
+        for shard in shards.rows():
+            ids.append(shard.row_id)
+            pairs.extend(zip(shard.row_key.tolist(), shard.row_group_id.tolist(), strict=True))
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        _, test = GroupedKFold(n_splits, seed).holdout(pairs)
+        return cls(np.sort(all_ids[test]), n_splits, seed)
+
+    def is_valid(self, ids: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of ``ids`` (row ids, or ``groups`` of candidate rows) are validation rows."""
+        return np.isin(ids, self.valid_rows)
+
+    def is_train(self, ids: np.ndarray) -> np.ndarray:
+        return ~self.is_valid(ids)
 
 
 def fit_shards(
