@@ -44,31 +44,27 @@ def supports_base() -> bool:
 
 
 def split_parts(rows: Sequence, seed: int) -> tuple[list, list, list]:
-    """A (half), B and C (a quarter each), grouped as :func:`grouped_folds` groups."""
-    from specread.rank.train import grouped_folds
+    """A (half), B and C (a quarter each), grouped by :class:`~specread.rank.split.GroupedKFold`."""
+    from specread.rank.split import GroupedKFold, row_groups
 
-    folds = grouped_folds(rows, 4, seed)
+    folds = GroupedKFold(4, seed).folds(row_groups(rows))
     return tuple([r for r, f in zip(rows, folds, strict=True) if f in part] for part in ({0, 1}, {2}, {3}))  # type: ignore[return-value]
 
 
 def predict_rows(scorer: object, rows: Sequence, priors: object) -> tuple[dict[str, str], dict[str, float]]:
     """``scorer``'s answer and its confidence for every row, keyed by the row's position (``"0"``, ``"1"``...)."""
     from specread.rank.select import Selector
+    from specread.rank.train import read_rows
 
-    selector = Selector(scorer, priors)  # type: ignore[arg-type]
     preds, confidences = {}, {}
-    for i, r in enumerate(rows):
-        best = selector.select(r.page, [r.entity], r.group_id or None).predictions[r.entity]
-        preds[str(i)], confidences[str(i)] = best.text, best.confidence
+    for i, (r, read) in enumerate(read_rows(Selector(scorer, priors), rows)):  # type: ignore[arg-type]
+        preds[str(i)], confidences[str(i)] = read[r.entity].text, read[r.entity].confidence
     return preds, confidences
 
 
-def score_predictions(preds: dict[str, str], rows: Sequence) -> dict:
-    """F1, test-weighted F1 and per-entity F1 of answers keyed as :func:`predict_rows` keys them."""
-    rep = score_rows(
-        preds, {str(i): r.gold for i, r in enumerate(rows)}, {str(i): r.entity for i, r in enumerate(rows)}
-    )
-    out = rep.to_dict()
+def _scores(rep: object) -> dict:
+    """F1, test-weighted F1 and per-entity F1 of a :class:`~specread.metrics.Report`."""
+    out = rep.to_dict()  # type: ignore[attr-defined]
     return {
         "f1": out["f1"],
         "weighted_f1": out["weighted_f1"],
@@ -76,9 +72,19 @@ def score_predictions(preds: dict[str, str], rows: Sequence) -> dict:
     }
 
 
+def score_predictions(preds: dict[str, str], rows: Sequence) -> dict:
+    """F1, test-weighted F1 and per-entity F1 of answers keyed as :func:`predict_rows` keys them."""
+    return _scores(
+        score_rows(preds, {str(i): r.gold for i, r in enumerate(rows)}, {str(i): r.entity for i, r in enumerate(rows)})
+    )
+
+
 def evaluate(scorer: object, rows: Sequence, priors: object) -> dict:
-    """F1, test-weighted F1 and per-entity F1 of ``scorer`` on ``rows``."""
-    return score_predictions(predict_rows(scorer, rows, priors)[0], rows)
+    """F1, test-weighted F1 and per-entity F1 of ``scorer`` on ``rows`` (:func:`specread.rank.train.evaluate`)."""
+    from specread.rank.select import Selector
+    from specread.rank.train import evaluate as read_and_score
+
+    return _scores(read_and_score(Selector(scorer, priors), rows))  # type: ignore[arg-type]
 
 
 def _job(job: tuple[int, int]) -> dict:

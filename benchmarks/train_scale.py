@@ -60,7 +60,10 @@ def run_size(args: argparse.Namespace, rows: int, work: Path) -> dict:
     """Generate -> shards -> split -> fit for ``rows`` labelled rows (in this process)."""
     from specread.extract.priors import load_priors
     from specread.rank.ranker import CandidateRanker
-    from specread.rank.shards import grouped_split, write_shards
+    from specread.rank.select import Selector
+    from specread.rank.shards import write_shards
+    from specread.rank.stream import ShardSplit, fit_shards
+    from specread.rank.train import evaluate
     from specread.synth import synth_pages
 
     priors = load_priors()
@@ -82,19 +85,25 @@ def run_size(args: argparse.Namespace, rows: int, work: Path) -> dict:
 
     _reset_peak()
     t, c = time.perf_counter(), _cpu_s()
-    split = grouped_split(shards, args.valid_fraction, seed=args.seed)
+    split = ShardSplit.holdout(shards, max(2, round(1 / args.valid_fraction)), seed=args.seed)
     stages["split_s"] = time.perf_counter() - t
     cpu["split_s"] = _cpu_s() - c
 
     t, c = time.perf_counter(), _cpu_s()
-    model = CandidateRanker(n_estimators=args.n_estimators, seed=args.seed)
-    model.fit_shards(shards, valid=split, early_stopping_rounds=args.early_stopping, num_threads=args.threads)
+    model, report = fit_shards(
+        CandidateRanker(n_estimators=args.n_estimators, seed=args.seed),
+        shards,
+        valid=split,
+        early_stopping_rounds=args.early_stopping,
+        num_threads=args.threads,
+    )
     stages["fit_s"] = time.perf_counter() - t
     cpu["fit_s"] = _cpu_s() - c
     peaks["split_and_fit_peak_mb"] = _mb(_peak_kb())
 
-    report = dict(model.report_)
-    valid = report.pop("valid")
+    held = set(split.valid_rows.tolist())  # the held-out rows read as a reader reads them (specread train's figures)
+    rows_held = (r for i, r in enumerate(synth_pages(rows, seed=args.seed)) if i in held)
+    valid = evaluate(Selector(model, priors), rows_held).to_dict()
     rounds = report.get("rounds") or 1
     for d in (stages, cpu):
         d["fit_s_per_round"] = d["fit_s"] / rounds

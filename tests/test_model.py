@@ -27,7 +27,7 @@ from specread.cli import app
 from specread.data import PACKAGED_MODEL
 from specread.errors import ModelMismatchError
 from specread.extract.features import CAPACITY_FEATURES, FEATURE_NAMES
-from specread.extract.priors import load_priors
+from specread.extract.priors import Priors, load_priors
 from specread.io.dataset import job_path, read_predictions
 from specread.ocr import engine as engine_module
 from specread.rank.model import MODEL_ENV, check_model, file_sha256, load_model, ocr_card, save_model
@@ -173,8 +173,16 @@ def test_train_writes_a_folder_with_its_labels_fingerprint_and_holdout_metrics(t
         "group_ids": 6,
         "rows_used": len(ds.rows),
     }
-    assert card["priors_from"] == {"labels": "gold.csv", "sha256": file_sha256(ds.gold_csv), "rows": len(ds.rows)}
+    packaged = {
+        "model": "packaged",
+        "sha256": file_sha256(PACKAGED_MODEL / "priors.json"),
+        "rows": load_priors().n_rows,
+    }
+    own = {"labels": "gold.csv", "sha256": file_sha256(ds.gold_csv), "rows": len(ds.rows)}
+    assert card["priors_from"] == {**own, "added_to": packaged}  # the labels add to the broad priors by default
+    assert load_model(folder).priors.to_dict() == load_priors().combined(Priors.build(ds.gold_csv)).to_dict()
     metrics = card["metrics"]
+    assert metrics["priors"] == "packaged priors plus the labels' own counts, without the held-out images"
     assert metrics["method"].startswith("grouped hold-out: 1 of 5 folds") and 0 < metrics["rows"] < len(ds.rows)
     assert 0.0 <= metrics["weighted_f1"] <= 1.0 and metrics["f1"] > 0.5, metrics
     assert set(metrics["per_entity"]) <= {"item_weight", "wattage", "voltage", "width"}
@@ -358,7 +366,8 @@ def test_train_from_a_base_keeps_its_trees_and_adds_rounds(
     adapted_trees = adapted.ranker.booster_.dump_model()["tree_info"]
     assert len(adapted_trees) > len(base_trees)  # (LightGBM stops early on this tiny set: fewer than 7 new)
     assert [t["tree_structure"] for t in adapted_trees[: len(base_trees)]] == [t["tree_structure"] for t in base_trees]
-    assert adapted.priors.to_dict() == base.priors.to_dict()  # the base's priors serve unless --priors is given
+    # The labels add to the base's priors unless --priors is given.
+    assert adapted.priors.to_dict() == base.priors.combined(Priors.build(ds.gold_csv)).to_dict()
 
     # A base that reads pages differently is refused before any OCR.
     other = _edit_card(base_dir, tmp_path / "other", ocr={"det_side": 1280})
@@ -391,7 +400,28 @@ def test_streaming_training_gives_the_same_model_and_removes_its_shards(
         params = load_model(large).card["params"]
         assert params["ignore_features"] == [] and params["num_leaves"] == LARGE_SET_PARAMS["num_leaves"]
 
-    checked = train(tmp_path / "checked", "--streaming")  # with the grouped hold-out and early stopping
-    metrics = json.loads((checked / "model.json").read_text())["metrics"]
-    assert metrics["method"].startswith("grouped hold-out of 1/5") and 0 < metrics["rows"] < len(ds.rows)
-    assert 0.0 <= metrics["weighted_f1"] <= 1.0 and set(metrics["per_entity"]) <= set(ENTITIES)
+    # --priors none: the labels' own counts alone, on both paths.
+    for extra in ((), ("--streaming",)):
+        own = train(tmp_path / f"own{len(extra)}", "--holdout", "0", "--priors", "none", *extra)
+        assert load_model(own).priors.to_dict() == Priors.build(ds.gold_csv).to_dict()
+        assert load_model(own).card["priors_from"] == {
+            "labels": "gold.csv",
+            "sha256": file_sha256(ds.gold_csv),
+            "rows": len(ds.rows),
+        }
+
+
+def test_streaming_and_in_memory_training_measure_the_same_holdout(
+    trained: tuple[TinyDataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One validation rule: the same grouped fold, priors without its images, read and scored alike."""
+    ds, in_memory = trained
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: ds.engine)
+    out = tmp_path / "streamed"
+    args = ["train", ds.gold_csv, "--images", ds.images, "-o", out, "--cache-dir", tmp_path / "cache", "--streaming"]
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    streamed, memory = load_model(out).card["metrics"], load_model(in_memory).card["metrics"]
+    assert streamed["method"].startswith("grouped hold-out: 1 of 5 folds") and 0 < streamed["rows"] < len(ds.rows)
+    assert {k: v for k, v in streamed.items() if k != "method"} == {k: v for k, v in memory.items() if k != "method"}
+    assert (out / "calibration.json").is_file() and not (out / "shards").exists()

@@ -14,15 +14,18 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from specread.errors import NotFittedError
 from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
-from specread.extract.priors import load_priors
+from specread.extract.priors import Priors, load_priors
 from specread.pipeline import SpecReader
 from specread.rank.model import load_model
 from specread.rank.ranker import CandidateRanker
 from specread.rank.rules import RuleScorer
+from specread.rank.split import GroupedKFold
 from specread.rank.train import build_examples, fit_ranker, grouped_folds
 from specread.types import LabelledRow, OcrPage, OcrToken
 
@@ -203,6 +206,53 @@ def test_grouped_folds_never_split_an_image_or_a_group() -> None:
     assert all(len(v) == 1 for v in by_group.values())
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from(["", "g1", "g2", "g3", "g4"])), max_size=40),
+    st.integers(2, 6),
+    st.integers(0, 3),
+)
+def test_the_grouped_splitter_partitions_the_rows_and_never_splits_a_key(
+    pairs: list[tuple[str, str]], k: int, seed: int
+) -> None:
+    """GroupKFold's contract (each row tested once, train and test disjoint) with two keys that link rows."""
+    splitter = GroupedKFold(k, seed)
+    splits = list(splitter.split(None, None, pairs))
+    assert len(splits) == splitter.get_n_splits() == k
+    tested = np.sort(np.concatenate([test for _, test in splits]))
+    assert np.array_equal(tested, np.arange(len(pairs)))
+    for train, test in splits:
+        assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(len(pairs)))
+        for side in (0, 1):
+            held = {pairs[i][side] for i in test} - {""}
+            assert not held & {pairs[i][side] for i in train}
+    fold = splitter.folds(pairs)
+    assert all(fold[i] == f for f, (_, test) in enumerate(splits) for i in test)
+
+
+def test_priors_combined_add_the_labels_to_the_broad_table() -> None:
+    broad = load_priors()
+    own = Priors(
+        unit_counts={"item_weight": {"gram": 3}, "voltage": {"volt": 2}},
+        group_unit_counts={"item_weight": {"g-new": {"gram": 6}}},
+        value_hist={"voltage": {"volt": [1] * len(next(iter(broad.value_hist["voltage"].values())))}},
+        entity_mode={"item_weight": (7.0, "gram")},
+        group_mode={"item_weight": {"g-new": (7.0, "gram", 6)}},
+        n_rows=5,
+        pair_relations={"width|depth": [1, 0, 0]},
+    )
+    both = broad.combined(own)
+    assert both.n_rows == broad.n_rows + 5
+    assert both.unit_counts["item_weight"]["gram"] == broad.unit_counts["item_weight"]["gram"] + 3
+    assert both.value_hist["voltage"]["volt"] == [n + 1 for n in broad.value_hist["voltage"]["volt"]]
+    assert both.pair_relations["width|depth"][0] == broad.pair_relations.get("width|depth", [0, 0, 0])[0] + 1
+    assert both.entity_mode["item_weight"] == broad.entity_mode["item_weight"]  # a small set does not outweigh it
+    assert both.fallback("item_weight", "g-new") == (7.0, "gram")  # the user's own group is known now
+    assert broad.fallback("item_weight", "g-new") != (7.0, "gram")
+    empty = Priors({}, {}, {}, {}, {}, 0, {})
+    assert broad.combined(empty).to_dict() == broad.to_dict() == empty.combined(broad).to_dict()
+
+
 def test_shipped_model_loads_and_selects_at_least_as_well_as_the_rules() -> None:
     model = load_model().ranker
     assert model.get_params()["seed"] == 0
@@ -314,6 +364,7 @@ def test_a_base_adapts_to_a_few_labels_of_a_new_kind() -> None:
 
 def test_a_base_must_match_and_be_fitted(tmp_path) -> None:
     from specread.rank.shards import write_shards
+    from specread.rank.stream import fit_shards
 
     rows = _make_rows(10, seed=4)
     X, y, q, _w = build_examples(rows, load_priors())
@@ -325,7 +376,7 @@ def test_a_base_must_match_and_be_fitted(tmp_path) -> None:
     adapted = fit_ranker(rows, load_priors(), base=base, n_estimators=5)  # takes the base's rule_weight
     assert adapted.rule_weight == 1.0 and adapted.booster_.num_trees() == 15
     shards = write_shards(rows, load_priors(), tmp_path, rows_per_shard=7)
-    from_shards = CandidateRanker(n_estimators=5, rule_weight=1.0).fit_shards(shards, base=base)
+    from_shards, _ = fit_shards(CandidateRanker(n_estimators=5, rule_weight=1.0), shards, base=base)
     assert from_shards.booster_.model_to_string() == adapted.booster_.model_to_string()
 
 

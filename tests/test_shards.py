@@ -22,7 +22,9 @@ from specread.extract.features import FEATURE_NAMES
 from specread.extract.priors import load_priors
 from specread.rank import shards as shards_module
 from specread.rank.ranker import CandidateRanker
-from specread.rank.shards import ShardSet, grouped_split, write_shards
+from specread.rank.shards import ShardSet, write_shards
+from specread.rank.split import GroupedKFold, row_groups
+from specread.rank.stream import ShardSplit, fit_shards
 from specread.rank.train import build_examples
 from specread.synth import TRAIN_MIX, synth_pages
 from specread.types import LabelledRow
@@ -121,43 +123,51 @@ def test_workers_write_the_same_shards(rows: list[LabelledRow], shard_set: Shard
     assert two.fingerprint == shard_set.fingerprint
 
 
-def test_grouped_split_keeps_images_and_groups_on_one_side(shard_set: ShardSet) -> None:
-    split = grouped_split(shard_set, 0.25, seed=3)
-    assert np.array_equal(split.valid_rows, grouped_split(shard_set, 0.25, seed=3).valid_rows)
-    assert not np.array_equal(split.valid_rows, grouped_split(shard_set, 0.25, seed=4).valid_rows)
+def test_the_holdout_is_the_first_grouped_fold_of_the_same_rows(rows: list[LabelledRow], shard_set: ShardSet) -> None:
+    """Streaming and in-memory training hold out the same rows: one splitter (GroupedKFold)."""
+    split = ShardSplit.holdout(shard_set, 4, seed=3)
+    assert np.array_equal(split.valid_rows, ShardSplit.holdout(shard_set, 4, seed=3).valid_rows)
+    assert not np.array_equal(split.valid_rows, ShardSplit.holdout(shard_set, 4, seed=4).valid_rows)
+    _, test = GroupedKFold(4, seed=3).holdout(row_groups(rows))
+    assert np.array_equal(split.valid_rows, test)  # row ids are stream positions
     keys, groups = _stack(shard_set, "row_key"), _stack(shard_set, "row_group_id")
     valid = split.is_valid(_stack(shard_set, "row_id"))
-    assert 0.15 < valid.mean() <= 0.25
+    assert 0.15 < valid.mean() < 0.35
     assert not set(keys[valid]) & set(keys[~valid])
     assert not set(groups[valid]) & set(groups[~valid])
-    assert len(grouped_split(shard_set, 0.0).valid_rows) == 0
 
 
 def test_fit_from_shards_is_fit_in_memory(rows: list[LabelledRow], shard_set: ShardSet) -> None:
     X, y, q, _w = build_examples(rows, load_priors())
     memory = CandidateRanker(n_estimators=30, seed=2).fit(X, y, q)
-    streamed = CandidateRanker(n_estimators=30, seed=2).fit_shards(shard_set)
+    streamed, log = fit_shards(CandidateRanker(n_estimators=30, seed=2), shard_set)
     assert streamed.booster_.model_to_string() == memory.booster_.model_to_string()
     assert np.array_equal(streamed.predict_proba(X, q), memory.predict_proba(X, q))
+    assert log == {"train_candidates": shard_set.n_candidates, "trees": 30}
 
 
-def test_validation_split_early_stopping_and_the_report(shard_set: ShardSet) -> None:
+def test_a_fit_without_its_holdout_is_the_in_memory_fit_of_the_other_rows(
+    rows: list[LabelledRow], shard_set: ShardSet
+) -> None:
+    split = ShardSplit.holdout(shard_set, 4, seed=0)
+    kept = [r for i, r in enumerate(rows) if i not in set(split.valid_rows.tolist())]
+    X, y, q, _w = build_examples(kept, load_priors())
+    memory = CandidateRanker(n_estimators=20, seed=1).fit(X, y, q)
+    streamed, log = fit_shards(CandidateRanker(n_estimators=20, seed=1), shard_set, valid=split)
+    assert streamed.booster_.model_to_string() == memory.booster_.model_to_string()
+    assert log["train_candidates"] == len(y) and log["rounds"] == log["best_round"] == 20
+
+
+def test_early_stopping_keeps_the_best_round(shard_set: ShardSet) -> None:
     with pytest.raises(ValueError, match="validation"):
-        CandidateRanker(n_estimators=5).fit_shards(shard_set, early_stopping_rounds=3)
-    split = grouped_split(shard_set, 0.3, seed=0)
-    model = CandidateRanker(n_estimators=400, learning_rate=0.3, seed=0)
-    model.fit_shards(shard_set, valid=split, early_stopping_rounds=5)
-    report = model.report_
-    assert report["best_round"] < report["rounds"] < 400  # stopped early, kept the best round
-    assert model.booster_.num_trees() == report["trees"] == report["best_round"]
-    valid = report["valid"]
-    assert valid["rows"] == len(split.valid_rows)
-    assert sum(e["rows"] for e in valid["per_entity"].values()) == valid["rows"]
-    assert 0.5 < valid["accuracy"] <= valid["f1"] <= 1.0 and 0.0 < valid["weighted_f1"] <= 1.0
-    assert {"accuracy", "f1", "weighted_f1"} <= set(valid["rules"])
-    assert report["train_candidates"] + valid["candidates"] == shard_set.n_candidates
-    # The same report for any fitted model and split: here the whole set.
-    assert model.evaluate_shards(shard_set)["rows"] == shard_set.n_rows
+        fit_shards(CandidateRanker(n_estimators=5), shard_set, early_stopping_rounds=3)
+    split = ShardSplit.holdout(shard_set, 3, seed=0)
+    model, log = fit_shards(
+        CandidateRanker(n_estimators=400, learning_rate=0.3, seed=0), shard_set, valid=split, early_stopping_rounds=5
+    )
+    assert log["best_round"] < log["rounds"] < 400  # stopped early, kept the best round
+    assert model.booster_.num_trees() == log["trees"] == log["best_round"]
+    assert not hasattr(model, "report_")  # an estimator writes no report
 
 
 _MEASURE = """

@@ -3,45 +3,59 @@
 What ``specread train`` runs. It sits with the runners because it drives the
 OCR reader over a labelled CSV the way ``predict`` drives it over an input CSV;
 the fitting itself is :func:`specread.rank.train.fit_ranker`, and the folder
-(ranker, priors, manifest) is :mod:`specread.rank.model`'s.
+(ranker, priors, manifest) is :mod:`specread.rank.model`'s. :func:`train_ranker`'s steps:
+
+1. The images are read by ``workers`` OCR processes into the OCR cache (the slow part, in
+   parallel). Pages are cached one by one as they are read, so a run killed here is started
+   again with the same command and reads only the images not yet cached.
+2. The training rows take their pages from the cache; an image that cannot be read drops its
+   rows with a warning.
+3. Priors (:func:`training_priors`): the labels of ``labels_csv`` added to the packaged priors
+   (a ``base``'s priors with ``base``), or alone (``priors="none"``), or the ``priors.json`` or
+   labels CSV ``priors`` names (counted without the images of the ``priors_exclude`` CSVs).
+4. Validation (:func:`holdout_metrics`): grouped ``holdout``-fold cross-validation; one fold's
+   figures go into the manifest, and every fold's out-of-fold answers calibrate the
+   confidence (``calibration.json``; skipped with ``holdout`` 0). The streaming fit holds out
+   the same fold with the same priors rule (:func:`train_from_shards`).
+5. The ranker is fitted on all rows (:func:`~specread.rank.train.fit_ranker`) and the folder
+   written (:func:`~specread.rank.model.save_model`): ranker, priors, and a manifest with the
+   OCR settings, data fingerprints, parameters and the validation figures.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from specread.batch.priors import TrainingPriors, training_priors
 from specread.batch.ray_runner import warm_cache_ray
 from specread.batch.warm import warm_cache
 from specread.errors import ImageLoadError
-from specread.extract.priors import Priors, image_links
+from specread.extract.priors import Priors
 from specread.io.dataset import read_labels
-from specread.metrics import normalize_answer, score_rows
+from specread.metrics import normalize_answer
 from specread.pipeline import build_pages
 from specread.rank.calibrate import Calibration
-from specread.rank.model import Model, check_model, file_sha256, labels_fingerprint, ocr_card, save_model
+from specread.rank.model import Model, check_model, labels_fingerprint, ocr_card, save_model
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import Selector
-from specread.rank.shards import grouped_split, write_shards
-from specread.rank.train import capacity_params, fit_ranker, grouped_folds, load_labelled_rows
+from specread.rank.shards import ShardSet, write_shards
+from specread.rank.split import GroupedKFold, row_groups
+from specread.rank.stream import ShardSplit, fit_shards
+from specread.rank.train import capacity_params, fit_ranker, load_labelled_rows, read_rows, score_answers
 from specread.settings import OcrSettings, ReaderConfig
 from specread.types import LabelledRow, OcrPage, Prediction
 
 __all__ = [
     "ADAPT_ROUNDS",
-    "EARLY_STOPPING_ROUNDS",
     "holdout_metrics",
-    "load_training_priors",
     "train_from_shards",
     "train_ranker",
 ]
-
-EARLY_STOPPING_ROUNDS = 50
-"""Streaming training stops when the held-out log-loss has not improved for this many rounds."""
 
 ADAPT_ROUNDS = 100
 """New trees when adapting a base model. benchmarks/adapt.py on real-dev: 600 new trees (the
@@ -51,26 +65,14 @@ held the base's figures (-1.6 to +0.8 points)."""
 log = logging.getLogger("specread")
 
 
-def load_training_priors(path: str | Path, exclude_links: frozenset[str] = frozenset()) -> tuple[Priors, dict]:
-    """Priors from a ``priors.json`` (``specread priors``, a model folder's) or counted from a labels CSV.
-
-    Returns:
-        The priors, and what they were built from (the manifest's ``priors_from``).
-
-    Raises:
-        InputFormatError: a CSV that is not a labels CSV.
-        ValueError: a JSON file that is not a priors table.
-    """
-    source = Path(path)
-    if source.suffix.lower() == ".json":
-        try:
-            priors = Priors.from_dict(json.loads(source.read_text(encoding="utf-8")))
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"{source}: not a priors table written by `specread priors` ({exc})") from None
-        return priors, {"file": source.name, "sha256": file_sha256(source), "rows": priors.n_rows}
-    priors = Priors.build(source, exclude_links)
-    record = {"labels": source.name, "sha256": file_sha256(source), "rows": priors.n_rows}
-    return priors, record | ({"excluded_image_links": len(exclude_links)} if exclude_links else {})
+def _calibration(answered: Sequence[tuple[LabelledRow, Prediction]]) -> Calibration:
+    """Confidence -> accuracy per entity, from held-out answers the ranker gave (not fallbacks)."""
+    read = [(row, answer) for row, answer in answered if answer.source == "ranker"]
+    return Calibration.fit(
+        [row.entity for row, _ in read],
+        [answer.confidence for _, answer in read],
+        [normalize_answer(answer.text) == normalize_answer(row.gold) for row, answer in read],
+    )
 
 
 def holdout_metrics(
@@ -82,7 +84,7 @@ def holdout_metrics(
 ) -> tuple[dict[str, Any], Calibration | None]:
     """Grouped cross-validation of the ranker: the hold-out figures and the confidence calibration.
 
-    Folds are :func:`~specread.rank.train.grouped_folds`: no image and no ``group_id`` on both
+    Folds are :class:`~specread.rank.split.GroupedKFold`'s: no image and no ``group_id`` on both
     sides. For each fold the ranker is fitted on the others and the fold's rows are read as a
     reader would (the whole-image selector). ``priors_for(held-out image keys)`` gives the priors
     to fit and select with, so priors counted from the same labels can leave the held-out images
@@ -96,45 +98,38 @@ def holdout_metrics(
         calibration (None when skipped).
     """
     if folds < 2:
-        return {"method": "none", "skipped": f"no hold-out asked (--holdout {folds})"}, None
-    fold = grouped_folds(rows, folds, seed)
-    held = [r for r, f in zip(rows, fold, strict=True) if f == 0]
-    kept = [r for r, f in zip(rows, fold, strict=True) if f != 0]
+        return _no_holdout(folds), None
+    splits = list(GroupedKFold(folds, seed).split(groups=row_groups(rows)))
+    kept, held = splits[0]
     method = (
         f"grouped hold-out: 1 of {folds} folds ({len(held)} rows, no image or group_id shared with the "
         f"{len(kept)} rows fitted on); the saved ranker is refitted on all rows; the confidence "
         f"calibration is fitted on the out-of-fold answers of all {folds} folds"
     )
-    if not held or not kept:
-        return {"method": method, "skipped": "every row is linked to every other through images or group_ids"}, None
+    if not len(held) or not len(kept):
+        return {"method": method, "skipped": _ALL_LINKED}, None
     answers: dict[int, Prediction] = {}
-    for f in range(folds):
-        test = [i for i, g in enumerate(fold) if g == f]
-        train = [r for r, g in zip(rows, fold, strict=True) if g != f]
-        if not test or not train:
+    for f, (train, test) in enumerate(splits):
+        if not len(test) or not len(train):
             continue
         priors = priors_for({rows[i].key for i in test})
         try:
-            ranker = fit_ranker(train, priors, seed=seed, **fit_params)
+            ranker = fit_ranker([rows[i] for i in train], priors, seed=seed, **fit_params)
         except ValueError as exc:  # e.g. no candidate of the fitted side equals its label
             if f == 0:
                 return {"method": method, "skipped": f"the other folds cannot be fitted: {exc}"}, None
             continue
-        selector = Selector(ranker, priors)
-        for i in test:
-            r = rows[i]
-            answers[i] = selector.select(r.page, [r.entity], r.group_id or None).predictions[r.entity]
-    first = [i for i, g in enumerate(fold) if g == 0]
-    gold = {str(i): rows[i].gold for i in first}
-    entities = {str(i): rows[i].entity for i in first}
-    report = score_rows({str(i): answers[i].text for i in first}, gold, entities).to_dict()
-    read = [i for i, p in answers.items() if p.source == "ranker"]
-    calibration = Calibration.fit(
-        [rows[i].entity for i in read],
-        [answers[i].confidence for i in read],
-        [normalize_answer(answers[i].text) == normalize_answer(rows[i].gold) for i in read],
-    )
-    return {"method": method, **report}, calibration
+        for i, (row, read) in zip(test, read_rows(Selector(ranker, priors), [rows[i] for i in test]), strict=True):
+            answers[int(i)] = read[row.entity]
+    report = score_answers((rows[i], answers[i]) for i in held).to_dict()
+    return {"method": method, **report}, _calibration([(rows[i], a) for i, a in answers.items()])
+
+
+def _no_holdout(folds: int) -> dict[str, Any]:
+    return {"method": "none", "skipped": f"no hold-out asked (--holdout {folds})"}
+
+
+_ALL_LINKED = "every row is linked to every other through images or group_ids"
 
 
 def train_ranker(
@@ -159,19 +154,7 @@ def train_ranker(
 ) -> tuple[Model, int]:
     """Train a model folder on labelled images: what ``specread train`` runs.
 
-    1. The images are read by ``workers`` OCR processes into the OCR cache (the slow part, in
-       parallel). Pages are cached one by one as they are read, so a run killed here is started
-       again with the same command and reads only the images not yet cached.
-    2. The training rows take their pages from the cache; an image that cannot be read drops its
-       rows with a warning.
-    3. Priors: counted from ``labels_csv`` itself, unless ``priors`` names a ``priors.json`` or
-       another labels CSV (counted without the images of the ``priors_exclude`` CSVs).
-    4. Validation (:func:`holdout_metrics`): grouped ``holdout``-fold cross-validation; one fold's
-       figures go into the manifest, and every fold's out-of-fold answers calibrate the
-       confidence (``calibration.json``; skipped with ``holdout`` 0).
-    5. The ranker is fitted on all rows (:func:`~specread.rank.train.fit_ranker`) and the folder
-       written (:func:`~specread.rank.model.save_model`): ranker, priors, and a manifest with the
-       OCR settings, data fingerprints, parameters and the validation figures.
+    The steps are the module's (:mod:`specread.batch.train`).
 
     The labels (and ``priors``) are checked and ``output`` made before any OCR, so a bad CSV or an
     unwritable path fails at once, not after hours of OCR. The OCR pass reads pages only
@@ -183,17 +166,17 @@ def train_ranker(
         output: the model folder to write (created; a model already there is replaced).
         ocr: how pages are read (default: the first preset, ``fast``); predicting with the model
             needs the same page settings (:data:`specread.rank.model.PAGE_SETTINGS`).
-        priors: a ``priors.json`` or labels CSV for the priors (default: ``labels_csv``).
+        priors: a ``priors.json`` or labels CSV for the priors, or ``"none"`` for the labels' own
+            counts alone (default: the labels' counts added to the packaged or ``base`` priors).
         priors_exclude: CSVs whose ``image_link`` rows a ``priors`` labels CSV is counted without
             (evaluation sets that are also in the training labels).
         holdout: hold out 1/``holdout`` of the rows to measure the model (0: no validation).
         cache_dir: the OCR cache; ``"default"`` is ``$SPECREAD_CACHE`` or the user cache folder
             (None is refused: the pages pass through the cache).
-        workers: OCR processes.
+        workers, progress: OCR processes; called with ``(images read, images)`` during OCR.
         seed: the ranker's and the folds' seed (training is deterministic for a seed).
-        progress: called with ``(images read, images)`` during OCR.
         base: a model to start from (``specread train --base``): its trees stay and ``rounds``
-            new ones adapt them to these labels; its priors serve unless ``priors`` is given.
+            new ones adapt them to these labels; the labels add to its priors unless ``priors`` is given.
             It must read pages like ``ocr`` (:func:`~specread.rank.model.check_model`).
         rounds: boosting rounds to fit (default: the ranker's 600 from scratch,
             :data:`ADAPT_ROUNDS` from a base).
@@ -220,17 +203,70 @@ def train_ranker(
     ocr = ocr or OcrSettings()
     if base is not None:
         check_model(base, ocr)
-    given = load_training_priors(priors, image_links(priors_exclude)) if priors else None
-    if given is None and base is not None:
-        given = (base.priors, {"model": str(base.path), "rows": base.priors.n_rows})
-    params: dict[str, Any] = {"base": base.ranker if base is not None else None}
-    if base is None:
-        params |= capacity_params(len({label.image for label in labels}), capacity)
-    if rounds is not None or base is not None:
-        params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
+    rule = training_priors(labels_csv, priors, priors_exclude, base)
+    params = _fit_params(len({label.image for label in labels}), base, capacity, rounds)
     Path(output).mkdir(parents=True, exist_ok=True)
     config = ReaderConfig(ocr=ocr, cache_dir=cache_dir, retry_side=0)  # the pages a model learns from
-    paths = [images / label.image for label in labels]
+    page = _ocr_pass([images / label.image for label in labels], config, workers, runner, address, progress)
+    card: dict[str, Any] = {"ocr": ocr_card(ocr)} | _base_card(base)
+    if streaming:
+        return train_from_shards(labels_csv, images, page, rule, output, card, holdout, seed, workers, **params)
+    return _train_in_memory(labels_csv, images, page, rule, output, card, holdout, seed, **params)
+
+
+def _train_in_memory(
+    labels_csv: str | Path,
+    images: Path,
+    page: Callable[[Path], OcrPage | None],
+    priors: TrainingPriors,
+    output: str | Path,
+    card: dict[str, Any],
+    holdout: int,
+    seed: int,
+    **params: Any,
+) -> tuple[Model, int]:
+    """The in-memory half of :func:`train_ranker`: every row's page held, cross-validated, fitted."""
+    rows = load_labelled_rows(labels_csv, images, page)
+    if not rows:
+        raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
+    metrics, calibration = holdout_metrics(rows, priors.for_holdout, holdout, seed, **params)
+    metrics["priors"] = priors.describe()
+    table, priors_from = priors.full()
+    card = {
+        "ocr": card["ocr"],
+        "data": {**labels_fingerprint(labels_csv), "rows_used": len(rows)},
+        "metrics": metrics,
+        "priors_from": priors_from,
+        **{k: v for k, v in card.items() if k == "base"},
+    }
+    model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card, calibration)
+    return model, len(rows)
+
+
+def _base_card(base: Model | None) -> dict[str, Any]:
+    """The manifest's ``base`` entry: which model the trees were continued from."""
+    return {} if base is None else {"base": {"path": str(base.path), "digest": base.digest}}
+
+
+def _fit_params(n_images: int, base: Model | None, capacity: str, rounds: int | None) -> dict[str, Any]:
+    """The ranker's settings: by the training images from scratch; a base's own, with new rounds."""
+    params: dict[str, Any] = {"base": base.ranker if base is not None else None}
+    if base is None:
+        params |= capacity_params(n_images, capacity)
+    if rounds is not None or base is not None:
+        params["n_estimators"] = rounds if rounds is not None else ADAPT_ROUNDS
+    return params
+
+
+def _ocr_pass(
+    paths: Sequence[Path],
+    config: ReaderConfig,
+    workers: int,
+    runner: str,
+    address: str | None,
+    progress: Callable[[int, int], None] | None,
+) -> Callable[[Path], OcrPage | None]:
+    """Read every image into the OCR cache (in parallel), then give each page from it (None: unreadable)."""
     if runner == "ray":
         warm_cache_ray(paths, config, address, progress=progress)
     elif runner == "local":
@@ -246,43 +282,14 @@ def train_ranker(
             log.warning("%s (row skipped)", exc)
             return None
 
-    if streaming:
-        table, priors_from = given or load_training_priors(labels_csv)
-        card = {"ocr": ocr_card(ocr), "priors_from": priors_from}
-        if base is not None:
-            card["base"] = {"path": str(base.path), "digest": base.digest}
-        return train_from_shards(labels_csv, images, page, table, output, card, holdout, seed, workers, **params)
-    rows = load_labelled_rows(labels_csv, images, page)
-    if not rows:
-        raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
-    links: dict[str, set[str]] = {}
-    for label in labels:
-        links.setdefault(label.image, set()).add(label.image_link)
-
-    def priors_for(held: set[str]) -> Priors:
-        if given:
-            return given[0]
-        return load_training_priors(labels_csv, frozenset(link for key in held for link in links[key]))[0]
-
-    metrics, calibration = holdout_metrics(rows, priors_for, holdout, seed, **params)
-    metrics["priors"] = "as given (--priors)" if given else "counted from the labels, without the held-out images"
-    table, priors_from = given or load_training_priors(labels_csv)
-    card = {
-        "ocr": ocr_card(ocr),
-        "data": {**labels_fingerprint(labels_csv), "rows_used": len(rows)},
-        "metrics": metrics,
-        "priors_from": priors_from,
-        **({"base": {"path": str(base.path), "digest": base.digest}} if base is not None else {}),
-    }
-    model = save_model(output, fit_ranker(rows, table, seed=seed, **params), table, card, calibration)
-    return model, len(rows)
+    return page
 
 
 def train_from_shards(
     labels_csv: str | Path,
     images: Path,
     page: Callable[[Path], OcrPage | None],
-    priors: Priors,
+    priors: TrainingPriors,
     output: str | Path,
     card: dict[str, Any],
     holdout: int = 5,
@@ -294,11 +301,12 @@ def train_from_shards(
 
     Memory stays flat in the number of rows: each row's page is read from the OCR cache when
     its features are computed and dropped after, and LightGBM reads the shards one at a time
-    (``benchmarks/train_scale.py``: 263k rows, 1.05M candidates in 510 MB). Validation holds
-    out a grouped 1/``holdout`` of the rows (no image or ``group_id`` on both sides), stops
-    early on it and reports it per entity; the saved ranker is then fitted on all rows. The
-    priors are counted from every row, the held-out ones included, so the held-out figures are
-    slightly optimistic on small sets (pass ``--priors`` from other labels to avoid it).
+    (``benchmarks/train_scale.py``: 263k rows, 1.05M candidates in 510 MB). Validation follows
+    the in-memory rules: the first fold of the same grouped split is held out, the ranker is
+    fitted on the others with priors counted without the held-out images (their features
+    written again to ``OUTPUT/shards/holdout`` when the priors count the labels), and the
+    held-out rows are read by a reader and scored (:func:`~specread.rank.train.evaluate`'s
+    figures); their answers calibrate the confidence. The saved ranker is fitted on all rows.
     """
     base = params.pop("base", None)
 
@@ -308,30 +316,59 @@ def train_from_shards(
             if picture is not None:
                 yield LabelledRow(label.image, picture, label.entity_name, label.group_id, label.entity_value)
 
+    table, priors_from = priors.full()
     shard_dir = Path(output) / "shards"
-    shards = write_shards(rows(), priors, shard_dir, workers=workers)
+    shards = write_shards(rows(), table, shard_dir, workers=workers)
     if not shards.n_rows:
         raise ValueError(f"no labelled row of {labels_csv} has a readable image in {images}: nothing to learn from")
-    metrics: dict[str, Any] = {"method": "none", "skipped": f"no hold-out asked (--holdout {holdout})"}
-    if holdout >= 2:
-        split = grouped_split(shards, 1 / holdout, seed)
-        checked = CandidateRanker(seed=seed, **params).fit_shards(
-            shards, valid=split, early_stopping_rounds=EARLY_STOPPING_ROUNDS, base=base
-        )
-        report = checked.report_
-        metrics = {
-            "method": f"grouped hold-out of 1/{holdout} of the rows (no image or group_id on both sides), early "
-            f"stopping after {EARLY_STOPPING_ROUNDS} rounds without gain; the saved ranker is refitted on all rows",
-            **report.get("valid", {}),
-            **{k: report[k] for k in ("rounds", "best_round", "valid_logloss") if k in report},
-            "priors": "counted from all rows, the held-out ones included",
-        }
-    ranker = CandidateRanker(seed=seed, **params).fit_shards(shards, base=base)
+    metrics, calibration = _streamed_holdout(rows, shards, priors, holdout, seed, workers, base, params)
+    ranker, _ = fit_shards(CandidateRanker(seed=seed, **params), shards, base=base)
     card = {
-        **card,
+        "ocr": card["ocr"],
         "data": {**labels_fingerprint(labels_csv), "rows_used": shards.n_rows, "candidates": shards.n_candidates},
-        "metrics": metrics,
+        "metrics": {**metrics, "priors": priors.describe()},
+        "priors_from": priors_from,
+        **{k: v for k, v in card.items() if k == "base"},
     }
-    model = save_model(output, ranker, priors, card)
+    model = save_model(output, ranker, table, card, calibration)
     shutil.rmtree(shard_dir, ignore_errors=True)
     return model, shards.n_rows
+
+
+def _streamed_holdout(
+    rows: Callable[[], Iterator[LabelledRow]],
+    shards: ShardSet,
+    priors: TrainingPriors,
+    holdout: int,
+    seed: int,
+    workers: int,
+    base: CandidateRanker | None,
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], Calibration | None]:
+    """:func:`holdout_metrics`' figures of the first fold, fitted from shards and read row by row."""
+    if holdout < 2:
+        return _no_holdout(holdout), None
+    split = ShardSplit.holdout(shards, holdout, seed)
+    valid = set(split.valid_rows.tolist())
+    method = (
+        f"grouped hold-out: 1 of {holdout} folds ({len(valid)} rows, no image or group_id shared with the "
+        f"{shards.n_rows - len(valid)} rows fitted on); the saved ranker is refitted on all rows; the "
+        "confidence calibration is fitted on the held-out answers"
+    )
+    if not valid or len(valid) == shards.n_rows:
+        return {"method": method, "skipped": _ALL_LINKED}, None
+    held = {key for shard in shards.rows() for key, i in zip(shard.row_key, shard.row_id, strict=True) if i in valid}
+    fold_priors = priors.for_holdout(held)
+    fold_shards = shards  # priors as given: the features of every row are the fold's already
+    if priors.given is None:
+        fold_shards = write_shards(rows(), fold_priors, Path(shards.directory) / "holdout", workers=workers)
+    try:
+        ranker, _ = fit_shards(CandidateRanker(seed=seed, **params), fold_shards, split, base=base)
+    except ValueError as exc:
+        return {"method": method, "skipped": f"the other folds cannot be fitted: {exc}"}, None
+    held_rows = (row for i, row in enumerate(rows()) if i in valid)
+    answered = [
+        (replace(row, page=None), read[row.entity])  # the page is not kept: memory stays flat
+        for row, read in read_rows(Selector(ranker, fold_priors), held_rows)
+    ]
+    return {"method": method, **score_answers(answered).to_dict()}, _calibration(answered)

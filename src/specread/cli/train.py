@@ -50,8 +50,12 @@ def train(
     preset: PresetOpt = DEFAULT_PRESET,
     device: DeviceOpt = DEFAULT_READER.ocr.device,
     priors: Annotated[
-        Path | None,
-        typer.Option("--priors", help="Priors from this priors.json or labels CSV (default: LABELS_CSV's own labels)."),
+        str | None,
+        typer.Option(
+            "--priors",
+            help="Priors from this priors.json or labels CSV; 'none': LABELS_CSV's own labels alone "
+            "(default: LABELS_CSV's labels added to the packaged priors, or to --base's).",
+        ),
     ] = None,
     priors_exclude: Annotated[
         list[Path] | None,

@@ -16,9 +16,10 @@ The output is the probability that a candidate is the labelled answer
 (binary objective), so the winner's probability is a usable confidence that
 users can threshold to route rows to a person or a VLM.
 
-At the full train set's scale (millions of candidate rows) ``fit_shards``
-trains from features streamed to disk (:mod:`specread.rank.shards`), with a
-grouped validation part, early stopping and a per-entity report. ``base=``
+The estimator holds arrays only: at the full train set's scale (millions of
+candidate rows) :func:`specread.rank.stream.fit_shards` fits it from features
+streamed to disk (:mod:`specread.rank.shards`), and what a fit scores on held-out
+rows is :func:`specread.rank.train.evaluate`'s. ``base=``
 continues a fitted ranker (fine-tuning on a user's own labels): the new trees
 start from the rule margin plus the base's trees, and the adapted booster holds
 both, so it predicts like any other.
@@ -27,7 +28,7 @@ both, so it predicts like any other.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,11 +36,8 @@ import numpy as np
 
 from specread.errors import NotFittedError
 from specread.extract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, to_matrix
-from specread.metrics import Report, Score
 from specread.rank.rules import RuleScorer
-from specread.rank.shards import Shard, ShardSet, ShardSplit, grouped_split
 from specread.types import Candidate
-from specread.units.registry import ENTITIES
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -47,14 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["DESIGN_NAMES", "CandidateRanker"]
 
 DESIGN_NAMES: tuple[str, ...] = (*FEATURE_NAMES, "rule_score", "rule_margin")
-
-
-def _top_is_positive(score: np.ndarray, groups: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """For each group (in ascending order), whether its highest-scored row (the first on ties) is positive."""
-    order = np.lexsort((-score, groups))
-    g = groups[order]
-    firsts = order[np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]]
-    return (y[firsts] > 0).astype(np.float64)
 
 
 def _stacked(base: lgb.Booster, new: lgb.Booster) -> lgb.Booster:
@@ -70,22 +60,6 @@ def _stacked(base: lgb.Booster, new: lgb.Booster) -> lgb.Booster:
     merged = lgb.Booster(model_str=new.model_to_string(num_iteration=-1))
     _safe_call(_LIB.LGBM_BoosterMerge(merged._handle, base._handle))
     return lgb.Booster(model_str=merged.model_to_string(num_iteration=-1))
-
-
-def _scores(hits: np.ndarray, tried: np.ndarray, everyone: np.ndarray) -> dict:
-    """Accuracy and F1 overall and per entity from per-entity counts (right top candidates, rows with one, rows)."""
-    per = {e: Score(int(h), int(t - h), int(n - t)) for e, h, t, n in zip(ENTITIES, hits, tried, everyone, strict=True)}
-    total = Score(int(hits.sum()), int((tried - hits).sum()), int((everyone - tried).sum()))
-    return {
-        "rows": total.n,
-        "no_candidate": total.fn,
-        "accuracy": round(total.accuracy, 4),
-        "f1": round(total.f1, 4),
-        "weighted_f1": round(Report(total, per).weighted_f1, 4),
-        "per_entity": {
-            e: {"rows": s.n, "accuracy": round(s.accuracy, 4), "f1": round(s.f1, 4)} for e, s in per.items() if s.n
-        },
-    }
 
 
 def _group_max(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -203,120 +177,7 @@ class CandidateRanker:
         self.booster_ = self._boost(data, base_booster=base_booster)
         return self
 
-    def fit_shards(
-        self,
-        shards: ShardSet,
-        valid: ShardSplit | float | None = None,
-        early_stopping_rounds: int | None = None,
-        base: CandidateRanker | None = None,
-        num_threads: int = 1,
-    ) -> CandidateRanker:
-        """Fit on the candidate rows of a :class:`ShardSet`, never holding its raw features in memory.
-
-        LightGBM builds its (binned) Dataset shard by shard; the design columns
-        (rule score, rule margin, starting score) are computed per shard, which is
-        exact because a labelled row never straddles two shards. Without ``valid``
-        and ``early_stopping_rounds`` the booster equals :meth:`fit` on the same rows.
-
-        Args:
-            shards: written by :func:`specread.rank.shards.write_shards`.
-            valid: the validation part: a :class:`ShardSplit`, or a share of the rows
-                for :func:`grouped_split` (seeded by ``seed``); its rows are held out,
-                scored every round and reported per entity in ``report_``.
-            early_stopping_rounds: stop when the validation log-loss has not improved
-                for this many rounds, and keep the best round (needs ``valid``).
-            base: a fitted ranker to continue from, as in :meth:`fit`.
-            num_threads: LightGBM threads (results are deterministic for a given count).
-
-        Raises:
-            ValueError: no positive candidate in the training part, early stopping
-                without a validation part, or a ``base`` that does not fit (see :meth:`fit`).
-        """
-        split = grouped_split(shards, valid, self.seed) if isinstance(valid, float) else valid
-        if early_stopping_rounds and (split is None or not len(split.valid_rows)):
-            raise ValueError("early stopping needs a validation part (valid=)")
-        base_booster = self._base_booster(base)
-        train_part = None if split is None else (lambda s: split.is_train(s.groups))
-        y, init = self._shard_targets(shards, train_part, base_booster)
-        if not y.any():
-            raise ValueError("training data has no positive candidate")
-        train = self._dataset(shards.sequences(self._design_matrix, train_part), y, init)
-        valid_set = None
-        if split is not None and len(split.valid_rows):
-            valid_part = lambda s: split.is_valid(s.groups)  # noqa: E731
-            vy, vinit = self._shard_targets(shards, valid_part, base_booster)
-            if len(vy):
-                valid_set = self._dataset(shards.sequences(self._design_matrix, valid_part), vy, vinit, train)
-        evals: dict = {}
-        booster = self._boost(train, valid_set, early_stopping_rounds, base_booster, num_threads, evals)
-        report: dict = {"train_candidates": len(y), "trees": booster.num_trees()}
-        if base_booster is not None:
-            report["base_trees"] = base_booster.num_trees()
-        losses = evals.get("valid", {}).get("binary_logloss", [])
-        if losses:
-            best = int(np.argmin(losses)) if early_stopping_rounds else len(losses) - 1
-            report |= {"rounds": len(losses), "best_round": best + 1, "valid_logloss": round(losses[best], 5)}
-        self.booster_ = booster
-        if split is not None:
-            report["valid"] = self.evaluate_shards(shards, split, num_threads)
-        self.report_ = report
-        return self
-
-    def evaluate_shards(self, shards: ShardSet, split: ShardSplit | None = None, num_threads: int = 1) -> dict:
-        """Top candidate per labelled row against the gold answer, per entity, for this model and the rules.
-
-        Scores the validation rows of ``split`` (every row without one). A row whose
-        top candidate is the answer is a true positive, another top candidate a false
-        positive, and a row without any candidate a false negative (the reader would
-        fall back to a prior). ``weighted_f1`` scales each entity to its share of the
-        official test set (:data:`specread.metrics.TEST_MIX`).
-
-        Returns:
-            ``{"rows", "candidates", "no_candidate", "accuracy", "f1", "weighted_f1",
-            "rules": {...}, "per_entity": {entity: {...}}}``.
-        """
-        booster = getattr(self, "booster_", None)
-        if booster is None:
-            raise NotFittedError()
-        n_entities = len(ENTITIES)
-        counts = {name: np.zeros((3, n_entities), np.int64) for name in ("ranker", "rules")}  # hits, tried, rows
-        n_cands = 0
-        for shard in shards:
-            rows = np.ones(len(shard.row_id), bool) if split is None else split.is_valid(shard.row_id)
-            keep = np.ones(len(shard.y), bool) if split is None else split.is_valid(shard.groups)
-            n_cands += int(keep.sum())
-            tried = shard.row_entity[rows & (shard.row_candidates > 0)].astype(np.int64)
-            everyone = np.bincount(shard.row_entity[rows].astype(np.int64), minlength=n_entities)
-            if not keep.any():
-                for c in counts.values():
-                    c[2] += everyone
-                continue
-            groups, y = shard.groups[keep], shard.y[keep]
-            design, init = self._design(shard.X[keep], groups)
-            raw = np.asarray(booster.predict(design, raw_score=True, num_threads=num_threads)) + init
-            for name, score in (("ranker", raw), ("rules", design[:, len(FEATURE_NAMES)])):
-                hits = _top_is_positive(score, groups, y)
-                counts[name] += np.stack(
-                    [
-                        np.bincount(tried, weights=hits, minlength=n_entities).astype(np.int64),
-                        np.bincount(tried, minlength=n_entities),
-                        everyone,
-                    ]
-                )
-        ranker, rules = (_scores(*counts[name]) for name in ("ranker", "rules"))
-        out = {"rows": ranker["rows"], "candidates": n_cands, "no_candidate": ranker["no_candidate"]}
-        out |= {k: ranker[k] for k in ("accuracy", "f1", "weighted_f1")}
-        out["rules"] = {k: rules[k] for k in ("accuracy", "f1", "weighted_f1")}
-        out["per_entity"] = {
-            e: {**s, "rules_accuracy": rules["per_entity"][e]["accuracy"], "rules_f1": rules["per_entity"][e]["f1"]}
-            for e, s in ranker["per_entity"].items()
-        }
-        return out
-
-    # -- training helpers ------------------------------------------------------------
-    def _design_matrix(self, X: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        return self._design(X, groups)[0]
-
+    # -- training helpers (shared with specread.rank.stream) -------------------------
     def _base_booster(self, base: CandidateRanker | None) -> lgb.Booster | None:
         """The booster of the model to continue from, checked against this one."""
         if base is None:
@@ -339,21 +200,6 @@ class CandidateRanker:
         if base_booster is None:
             return init
         return init + np.asarray(base_booster.predict(design, raw_score=True, num_threads=1), dtype=np.float64)
-
-    def _shard_targets(
-        self, shards: ShardSet, part: Callable[[Shard], np.ndarray] | None, base_booster: lgb.Booster | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and starting scores of the selected rows of every shard (computed shard by shard)."""
-        ys: list[np.ndarray] = []
-        inits: list[np.ndarray] = []
-        for shard in shards:
-            keep = slice(None) if part is None else part(shard)
-            design, init = self._design(shard.X[keep], shard.groups[keep])
-            ys.append(shard.y[keep].astype(np.float32))
-            inits.append(self._start(design, init, base_booster))
-        if not ys:
-            return np.zeros(0, np.float32), np.zeros(0, np.float64)
-        return np.concatenate(ys), np.concatenate(inits)
 
     @staticmethod
     def _dataset(

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -55,9 +54,6 @@ __all__ = [
     "LabelledRow",
     "Shard",
     "ShardSet",
-    "ShardSplit",
-    "grouped_split",
-    "linked_components",
     "row_examples",
     "write_shards",
 ]
@@ -83,33 +79,6 @@ def row_examples(row: LabelledRow, mentions: Sequence[Mention], priors: Priors) 
     gold = normalize_answer(row.gold)
     hits = [normalize_answer(Answer(c.quantity.value, c.quantity.unit).text) == gold for c in cands]
     return to_matrix(cands), np.array(hits, dtype=bool)
-
-
-def linked_components(keys: Sequence[tuple[str, str]]) -> list[list[int]]:
-    """Positions linked through a shared first or second key (empty keys link nothing).
-
-    Components come in order of their first position, each listing its positions in order:
-    rows sharing an image or a product group end up in one component (union-find).
-    """
-    parent = list(range(len(keys)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[tuple[int, str], int] = {}
-    for i, pair in enumerate(keys):
-        for side, key in enumerate(pair):
-            if key == "":
-                continue
-            j = first.setdefault((side, key), i)
-            parent[find(i)] = find(j)
-    comps: dict[int, list[int]] = {}
-    for i in range(len(keys)):
-        comps.setdefault(find(i), []).append(i)
-    return list(comps.values())
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -214,6 +183,31 @@ def _priors_digest(priors: Priors) -> str:
     return hashlib.sha256(json.dumps(priors.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
+def _write_index(out: Path, spec: str, rows_per_shard: int, entries: dict[int, dict]) -> None:
+    """Drop the shards of no entry, then write ``index.json`` (last, atomically: the set is complete)."""
+    kept = {_shard_name(n) for n in entries}
+    for stale in out.glob("shard-*.npz"):
+        if stale.name not in kept:
+            stale.unlink()
+    shards = [entries[n] for n in sorted(entries)]
+    fingerprint = hashlib.sha256(spec.encode())
+    for e in shards:
+        fingerprint.update(e["digest"].encode())
+    index = {
+        "format": FORMAT,
+        "feature_names": list(FEATURE_NAMES),
+        "entities": list(ENTITIES),
+        "rows_per_shard": rows_per_shard,
+        "rows": sum(e["rows"] for e in shards),
+        "candidates": sum(e["candidates"] for e in shards),
+        "positives": sum(e["positives"] for e in shards),
+        "fingerprint": fingerprint.hexdigest(),
+        "shards": shards,
+    }
+    with atomic_write(out / INDEX, "wb", fsync=True) as fh:
+        fh.write(json.dumps(index, indent=1).encode())
+
+
 def write_shards(
     rows: Iterable[LabelledRow],
     priors: Priors,
@@ -290,27 +284,7 @@ def write_shards(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    kept = {_shard_name(n) for n in entries}
-    for stale in out.glob("shard-*.npz"):
-        if stale.name not in kept:
-            stale.unlink()
-    shards = [entries[n] for n in sorted(entries)]
-    fingerprint = hashlib.sha256(spec.encode())
-    for e in shards:
-        fingerprint.update(e["digest"].encode())
-    index = {
-        "format": FORMAT,
-        "feature_names": list(FEATURE_NAMES),
-        "entities": list(ENTITIES),
-        "rows_per_shard": rows_per_shard,
-        "rows": sum(e["rows"] for e in shards),
-        "candidates": sum(e["candidates"] for e in shards),
-        "positives": sum(e["positives"] for e in shards),
-        "fingerprint": fingerprint.hexdigest(),
-        "shards": shards,
-    }
-    with atomic_write(out / INDEX, "wb", fsync=True) as fh:
-        fh.write(json.dumps(index, indent=1).encode())
+    _write_index(out, spec, rows_per_shard, entries)
     return ShardSet(out)
 
 
@@ -442,50 +416,3 @@ def _sequence_type() -> type:
 
         _SEQUENCE = ShardSequence
     return _SEQUENCE
-
-
-# -- grouped validation split -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ShardSplit:
-    """Which labelled rows (``row_id``) are held out for validation."""
-
-    valid_rows: np.ndarray
-    valid_fraction: float
-    seed: int
-
-    def is_valid(self, ids: np.ndarray) -> np.ndarray:
-        """Boolean mask: which of ``ids`` (row ids, or ``groups`` of candidate rows) are validation rows."""
-        return np.isin(ids, self.valid_rows)
-
-    def is_train(self, ids: np.ndarray) -> np.ndarray:
-        return ~self.is_valid(ids)
-
-
-def grouped_split(shards: ShardSet, valid_fraction: float = 0.1, seed: int = 0) -> ShardSplit:
-    """Hold out about ``valid_fraction`` of the labelled rows, keeping images and product groups whole.
-
-    Rows sharing an image key or a ``group_id`` are linked (:func:`linked_components`);
-    whole components are drawn in a seeded order until the share is reached, so no
-    image and no product group is on both sides. Deterministic for a seed.
-    """
-    if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError("valid_fraction must be in [0, 1)")
-    ids: list[np.ndarray] = []
-    pairs: list[tuple[str, str]] = []
-    for shard in shards.rows():
-        ids.append(shard.row_id)
-        pairs.extend(zip(shard.row_key.tolist(), shard.row_group_id.tolist(), strict=True))
-    all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    comps = linked_components(pairs)
-    random.Random(seed).shuffle(comps)
-    target = round(valid_fraction * len(pairs))
-    chosen: list[int] = []
-    for members in comps:
-        if len(chosen) >= target:
-            break
-        if len(chosen) + len(members) <= target or not chosen:
-            chosen.extend(members)
-    valid = np.sort(all_ids[np.array(chosen, dtype=np.int64)]) if chosen else np.zeros(0, np.int64)
-    return ShardSplit(valid, valid_fraction, seed)

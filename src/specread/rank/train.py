@@ -2,21 +2,21 @@
 
 Labelled rows are ``(OCR page, entity, group_id, gold answer)``. Every
 candidate of a row is one training example, positive when it equals the gold
-answer (numbers compared as numbers). Folds are grouped so that no image and
-no product ``group_id`` lands in both the training and the test side: rows
-are linked through shared images and groups, and each connected component
-goes to one fold.
+answer (numbers compared as numbers). Folds come from the one grouped splitter
+(:class:`specread.rank.split.GroupedKFold`): no image and no product ``group_id``
+lands in both the training and the test side. Whatever is measured, in training, in
+cross-validation or in a benchmark, is :func:`evaluate`: the rows read as a reader
+reads them, then scored.
 
-Everything here holds the examples in memory (fine for thousands of labelled
+Fitting here holds the examples in memory (fine for thousands of labelled
 rows); for the full train set stream them to shards instead
-(:func:`specread.rank.shards.write_shards`, :meth:`CandidateRanker.fit_shards`).
+(:func:`specread.rank.shards.write_shards`, :func:`specread.rank.stream.fit_shards`).
 ``fit_ranker(..., base=model)`` adapts an existing ranker to new labels.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,10 +25,12 @@ import numpy as np
 from specread.extract.candidates import find_mentions
 from specread.extract.features import CAPACITY_FEATURES
 from specread.extract.priors import Priors
+from specread.metrics import Report, score_rows
 from specread.rank.joint import family_of
 from specread.rank.ranker import CandidateRanker
 from specread.rank.select import DEFAULT_JOINT, Scorer, Selector
-from specread.rank.shards import linked_components, row_examples
+from specread.rank.shards import row_examples
+from specread.rank.split import GroupedKFold, row_groups
 from specread.settings import JointSettings
 from specread.types import LabelledRow, OcrPage, Prediction
 
@@ -40,9 +42,12 @@ __all__ = [
     "capacity_params",
     "cross_read",
     "cross_validate",
+    "evaluate",
     "fit_ranker",
     "grouped_folds",
     "load_labelled_rows",
+    "read_rows",
+    "score_answers",
 ]
 
 CAPACITY_MIN_IMAGES = 5_000
@@ -155,19 +160,8 @@ def build_examples(
 
 
 def grouped_folds(rows: Sequence[LabelledRow], k: int = 5, seed: int = 0) -> list[int]:
-    """Fold number per row; rows sharing an image or a group_id always share a fold."""
-    comps = linked_components([(r.key, r.group_id) for r in rows])
-    order = sorted(comps, key=len, reverse=True)
-    random.Random(seed).shuffle(order)
-    order.sort(key=len, reverse=True)  # stable: big components first, ties in seeded order
-    sizes = [0] * k
-    fold = [0] * len(rows)
-    for members in order:
-        f = min(range(k), key=lambda j: (sizes[j], j))
-        sizes[f] += len(members)
-        for i in members:
-            fold[i] = f
-    return fold
+    """Fold number per row (:meth:`GroupedKFold.folds`): rows sharing an image or a group_id share a fold."""
+    return GroupedKFold(k, seed).folds(row_groups(rows))
 
 
 def fit_ranker(
@@ -196,6 +190,45 @@ def fit_ranker(
     return CandidateRanker(seed=seed, **params).fit(X, y, q, base=base, sample_weight=weight)  # type: ignore[arg-type]
 
 
+def read_rows(
+    selector: Selector,
+    rows: Iterable[LabelledRow],
+    retry: Callable[[LabelledRow], OcrPage | None] | None = None,
+    ask: Callable[[LabelledRow], Sequence[str]] | None = None,
+) -> Iterator[tuple[LabelledRow, dict[str, Prediction]]]:
+    """Each row with its answers as a reader gives them: ``selector`` reads the row's page for ``ask(row)``.
+
+    ``ask`` defaults to the row's own entity (the whole-image benchmark asks every dimension at
+    once); ``retry`` gives a row's finer second OCR page, read when the first has no candidate.
+    Rows are read one at a time, so a stream of rows keeps memory flat.
+    """
+    for row in rows:
+        again = (lambda row=row: retry(row)) if retry else None
+        entities = list(ask(row)) if ask else [row.entity]
+        yield row, selector.select(row.page, entities, row.group_id or None, again).predictions
+
+
+def score_answers(answered: Iterable[tuple[LabelledRow, Prediction]]) -> Report:
+    """Each row's answer to its own entity scored against its gold answer, as the challenge scores it."""
+    preds: dict[str, str] = {}
+    gold: dict[str, str] = {}
+    entities: dict[str, str] = {}
+    for i, (row, answer) in enumerate(answered):
+        preds[str(i)], gold[str(i)], entities[str(i)] = answer.text, row.gold, row.entity
+    return score_rows(preds, gold, entities)
+
+
+def evaluate(
+    selector: Selector, rows: Iterable[LabelledRow], retry: Callable[[LabelledRow], OcrPage | None] | None = None
+) -> Report:
+    """The :class:`~specread.metrics.Report` of ``selector`` reading each row for its own entity.
+
+    What training, cross-validation and the benchmarks all measure: answers as a reader gives
+    them (:func:`read_rows`), fallbacks included, scored by :func:`score_answers`.
+    """
+    return score_answers((row, read[row.entity]) for row, read in read_rows(selector, rows, retry))
+
+
 def cross_read(
     rows: Sequence[LabelledRow],
     priors: Priors,
@@ -208,23 +241,16 @@ def cross_read(
 ) -> list[dict[str, Prediction]]:
     """Out-of-fold answers for every row: ``make_scorer`` is fitted on the other grouped folds.
 
-    Each row's image is asked for ``ask(row)`` (default: the row's own entity; the whole-image
-    benchmark asks every dimension at once), read as :meth:`Selector.select` reads it, with
-    ``retry`` giving a row's finer second OCR page when the first has no candidate.
+    Each row's image is asked for ``ask(row)`` and read as :func:`read_rows` reads it.
 
     Returns:
         Per row (in order), entity -> prediction for every asked entity.
     """
-    folds = grouped_folds(rows, k, seed)
     out: list[dict[str, Prediction]] = [{} for _ in rows]
-    for f in range(k):
-        selector = Selector(make_scorer([r for r, g in zip(rows, folds, strict=True) if g != f]), priors, joint=joint)
-        for i, (row, g) in enumerate(zip(rows, folds, strict=True)):
-            if g != f:
-                continue
-            again = (lambda row=row: retry(row)) if retry else None
-            entities = list(ask(row)) if ask else [row.entity]
-            out[i] = selector.select(row.page, entities, row.group_id or None, again).predictions
+    for train, test in GroupedKFold(k, seed).split(groups=row_groups(rows)):
+        selector = Selector(make_scorer([rows[i] for i in train]), priors, joint=joint)
+        for i, (_, answers) in zip(test, read_rows(selector, [rows[i] for i in test], retry, ask), strict=True):
+            out[i] = answers
     return out
 
 
