@@ -127,7 +127,7 @@ def _run_one(args: argparse.Namespace) -> dict:
     """One (preset, engine) pair in this process: time, score and watch the workers' memory."""
     from specread.io.dataset import read_gold, read_predictions
     from specread.metrics import score_rows
-    from specread.ocr.engine import RapidOcrEngine
+    from specread.ocr.rapid import RapidOcrEngine
     from specread.settings import ReaderConfig, preset
 
     config = ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None, retry_side=args.retry_side)
@@ -204,7 +204,7 @@ def _run_one(args: argparse.Namespace) -> dict:
     cpu = cpu_self + cpu_children + actor_cpu
     first = [r for d, r in samples if d <= max(1, n // 5)]
     last = [r for d, r in samples if d >= n - max(1, n // 5)]
-    engine = RapidOcrEngine(**preset(args.preset).engine_options())
+    engine = RapidOcrEngine(preset(args.preset))
     result = {
         "preset": args.preset,
         "engine": args.engine,
@@ -243,14 +243,14 @@ def _profile_one(args: argparse.Namespace) -> dict:
 
     The first image is read once before timing (first-call set-up of the runtimes), then each image:
     decode (:func:`~specread.io.images.load_image`), the engine call (the models timed one by one by
-    :class:`~specread.ocr.engine.StageClock`; ``ocr_other`` is the rest: pre/post-processing, layout),
+    :class:`stage_clock.StageClock`; ``ocr_other`` is the rest: pre/post-processing, layout),
     and selection (:meth:`~specread.pipeline.SpecReader.read_page`, the first pass only).
     """
     from specread.errors import ImageLoadError
     from specread.io.images import load_image
-    from specread.ocr.engine import StageClock
     from specread.pipeline import build_ocr_reader
     from specread.settings import ReaderConfig, preset
+    from stage_clock import StageClock  # benchmarks/, first on sys.path when this script runs
 
     with open(Path(args.work) / "input.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

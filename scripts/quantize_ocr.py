@@ -7,7 +7,7 @@ and the recogniser receive (the recogniser's crops come in the padded batches
 the ``fast`` preset builds), and quantizes each model on them: weights per
 output channel, activations per tensor, symmetric (what VNNI and AMX compute
 natively). The recogniser's output layer is first cut to the Latin/symbol
-classes (:func:`specread.ocr.engine.latin_classes`), so the INT8 recogniser
+classes (:func:`specread.ocr.openvino.latin_classes`), so the INT8 recogniser
 only serves ``charset = "latin"``; the angle classifier (3 % of the time)
 stays float.
 
@@ -31,6 +31,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import random
@@ -49,10 +50,15 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "specread" / "data" 
 class _Recorder:
     """Stands in for an inference session: keeps a float16 copy of each input, then runs the real one."""
 
-    def __init__(self, session: object, keep: int) -> None:
-        self.session = session
+    def __init__(self, keep: int) -> None:
+        self.session: object = None
         self.keep = keep
         self.inputs: list[np.ndarray] = []
+
+    def around(self, session: object) -> _Recorder:
+        """This recorder, in front of ``session``."""
+        self.session = session
+        return self
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         if len(self.inputs) < self.keep:
@@ -74,17 +80,21 @@ def record_inputs(
     float32 ``fast`` engine gives its models on them, and the recogniser's full character list."""
     from specread.errors import ImageLoadError
     from specread.io.images import load_image
-    from specread.ocr.engine import RapidOcrEngine, _stage
+    from specread.ocr import internals
+    from specread.ocr.rapid import RapidOcrEngine, RecBatches
     from specread.settings import preset
 
-    options = preset("fast").engine_options() | {"precision": "f32", "charset": "all"}
-    engine = RapidOcrEngine(**options)
-    ocr = engine._engine()
-    det, rec = _stage(ocr, "Det"), _stage(ocr, "Rec")
-    characters = list(rec.postprocess_op.character)
-    det.session = det_rec = _Recorder(det.session, count)
-    inner = rec.session  # _RecBatches: record after its width padding, as the model sees it
-    inner.session = rec_rec = _Recorder(inner.session, max_rec_batches)
+    engine = RapidOcrEngine(dataclasses.replace(preset("fast"), precision="f32", charset="all"))
+    ocr = engine.load()
+    characters = internals.characters(ocr)
+    det_rec, rec_rec = _Recorder(count), _Recorder(max_rec_batches)
+
+    def record_padded(batches: RecBatches) -> RecBatches:  # record after its width padding, as the model sees it
+        batches.session = rec_rec.around(batches.session)
+        return batches
+
+    internals.wrap_session(ocr, "Det", det_rec.around)
+    internals.wrap_session(ocr, "Rec", record_padded)
     used: list[Path] = []
     for path in order:
         try:

@@ -10,6 +10,7 @@ test says, in microseconds, and every call is counted.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ from typer.testing import CliRunner, Result
 
 from specread.cli import app
 from specread.ocr import engine as engine_module
+from specread.ocr import rapid
 from specread.pipeline import SpecReader
 from specread.readers import build_reader
-from specread.settings import ReaderConfig
+from specread.settings import ReaderConfig, preset
 from specread.types import OcrPage, OcrToken
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "make_page",
     "make_reader",
     "make_token",
+    "rapid_engine",
     "write_csv",
 ]
 
@@ -83,7 +86,9 @@ class FakeEngine:
         version: changes the fingerprint, as a new model version would.
     """
 
-    def __init__(self, name: str = "fake", version: str = "1", **_options: object) -> None:
+    max_side = None  # no limit: a registered image is decoded as registered
+
+    def __init__(self, name: str = "fake", version: str = "1") -> None:
         self.name = name
         self.version = version
         self.calls = 0
@@ -112,6 +117,11 @@ class FakeEngine:
         if page is None:
             return OcrPage(tokens=(), width=image.shape[1], height=image.shape[0])
         return page
+
+
+def rapid_engine(preset_name: str = "accurate", **changes: object) -> rapid.RapidOcrEngine:
+    """The real RapidOCR engine of a preset with ``changes`` over it (built only: models load on first read)."""
+    return rapid.RapidOcrEngine(dataclasses.replace(preset(preset_name), **changes))  # type: ignore[arg-type]
 
 
 def make_reader(engine: FakeEngine, cache_dir: str | Path | None = None, priors_fallback: bool = False) -> SpecReader:
@@ -231,8 +241,8 @@ def tmp_dataset(tmp_path: Path, fake_engine: FakeEngine) -> TinyDataset:
 
 @pytest.fixture
 def fake_rapidocr(monkeypatch: pytest.MonkeyPatch, fake_engine: FakeEngine) -> FakeEngine:
-    """Make ``build_engine("rapidocr", ...)`` return ``fake_engine`` (for CLI runs in this process)."""
-    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: fake_engine)
+    """Make ``build_engine(settings)`` return ``fake_engine`` for the ``rapidocr`` engine (CLI runs in this process)."""
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda _settings: fake_engine)
     return fake_engine
 
 
@@ -269,7 +279,7 @@ def _real_ocr_only_in_slow_tests(request: pytest.FixtureRequest, monkeypatch: py
     if request.node.get_closest_marker("slow"):
         return
 
-    def refuse(self: engine_module.RapidOcrEngine) -> None:
+    def refuse(self: rapid.RapidOcrEngine) -> None:
         pytest.fail(f"{request.node.nodeid} loads the real OCR engine: mark it @pytest.mark.slow")
 
-    monkeypatch.setattr(engine_module.RapidOcrEngine, "_engine", refuse)
+    monkeypatch.setattr(rapid.RapidOcrEngine, "load", refuse)

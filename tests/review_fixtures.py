@@ -56,8 +56,7 @@ def accurate_fingerprint() -> str:
     from specread.ocr.engine import build_engine
     from specread.settings import preset
 
-    ocr = preset("accurate")
-    return build_engine(ocr.engine, **ocr.engine_options()).fingerprint()
+    return build_engine(preset("accurate")).fingerprint()
 
 
 @dataclass

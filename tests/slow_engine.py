@@ -25,8 +25,9 @@ class SlowEngine:
     """Sleeps, then reads one weight off the image, derived from its pixels (see the module's docstring)."""
 
     name = "slow-fake"
+    max_side = None
 
-    def __init__(self, **_options: object) -> None:
+    def __init__(self, _settings: object) -> None:
         self.delay = float(os.environ.get("SPECREAD_TEST_OCR_DELAY", "0.3"))
 
     def fingerprint(self) -> str:

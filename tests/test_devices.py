@@ -12,16 +12,16 @@ from typing import ClassVar
 
 import pytest
 
+from conftest import rapid_engine
 from specread.errors import DeviceUnavailableError, SpecreadError
-from specread.ocr import devices
-from specread.ocr import engine as engine_module
+from specread.ocr import devices, internals
 from specread.ocr.devices import CUDA_PROVIDER, resolve_device
-from specread.ocr.engine import RapidOcrEngine
+from specread.ocr.rapid import RapidOcrEngine
 from specread.settings import OcrSettings, preset
 
 CPU_ONLY = ["AzureExecutionProvider", "CPUExecutionProvider"]
 WITH_CUDA = [CUDA_PROVIDER, "CPUExecutionProvider"]
-_REAL_ENGINE = RapidOcrEngine._engine  # before conftest swaps it for a guard in fast tests
+_REAL_LOAD = RapidOcrEngine.load  # before conftest swaps it for a guard in fast tests
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_an_unknown_device_is_refused() -> None:
     with pytest.raises(ValueError, match="auto, cpu, cuda"):
         resolve_device("gpu", WITH_CUDA)
     with pytest.raises(ValueError, match="unknown OCR device"):
-        RapidOcrEngine(device="tpu")
+        rapid_engine(device="tpu")
 
 
 def test_this_installation_resolves_auto_to_what_onnxruntime_offers() -> None:
@@ -67,12 +67,12 @@ def test_settings_default_to_auto() -> None:
 
 def test_a_cpu_engine_keeps_its_fingerprint_and_a_gpu_engine_gets_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devices, "available_providers", lambda: CPU_ONLY)
-    cpu = RapidOcrEngine(**preset("fast").engine_options())
+    cpu = RapidOcrEngine(preset("fast"))
     assert cpu.resolved_device() == "cpu"
-    assert cpu.fingerprint() == RapidOcrEngine(**preset("fast").engine_options() | {"device": "cpu"}).fingerprint()
+    assert cpu.fingerprint() == rapid_engine("fast", device="cpu").fingerprint()
 
     monkeypatch.setattr(devices, "available_providers", lambda: WITH_CUDA)
-    gpu = RapidOcrEngine(**preset("fast").engine_options())
+    gpu = RapidOcrEngine(preset("fast"))
     assert gpu.resolved_device() == "cuda"
     assert gpu.fingerprint().endswith("-cuda") and "-ov-" not in gpu.fingerprint()
     assert gpu.at_det_side(1600).resolved_device() == "cuda"  # the second pass reads where the first does
@@ -82,7 +82,7 @@ def test_an_engine_asked_for_cuda_without_it_fails_before_loading(monkeypatch: p
     monkeypatch.setattr(devices, "available_providers", lambda: CPU_ONLY)
 
     with pytest.raises(DeviceUnavailableError):
-        RapidOcrEngine(device="cuda").fingerprint()
+        rapid_engine(device="cuda").fingerprint()
 
 
 class _FakeRapidOcr:
@@ -105,7 +105,7 @@ def test_the_engine_asks_onnxruntime_for_cuda_only_on_a_gpu(
     monkeypatch.setattr(rapidocr, "RapidOCR", _FakeRapidOcr)
     _FakeRapidOcr.built.clear()
 
-    _REAL_ENGINE(RapidOcrEngine(backend="onnxruntime"))
+    _REAL_LOAD(rapid_engine(backend="onnxruntime"))
 
     (params,) = _FakeRapidOcr.built
     assert params.get("EngineConfig.onnxruntime.use_cuda", False) is (device_providers is WITH_CUDA)
@@ -116,10 +116,10 @@ def test_a_gpu_engine_leaves_openvino_out(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(devices, "available_providers", lambda: WITH_CUDA)
     monkeypatch.setattr(rapidocr, "RapidOCR", _FakeRapidOcr)
-    monkeypatch.setattr(engine_module, "_openvino_params", lambda threads: pytest.fail("OpenVINO on a GPU run"))
+    monkeypatch.setattr(internals, "openvino_params", lambda threads: pytest.fail("OpenVINO on a GPU run"))
     _FakeRapidOcr.built.clear()
 
-    _REAL_ENGINE(RapidOcrEngine(**preset("fast").engine_options()))
+    _REAL_LOAD(RapidOcrEngine(preset("fast")))
 
     (params,) = _FakeRapidOcr.built
     assert params["EngineConfig.onnxruntime.use_cuda"] is True

@@ -317,7 +317,7 @@ def test_cli_train_cleans_and_downloads_first(
     server: _Server, tmp_path: Path, cli: CliInvoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = FakeEngine()
-    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: engine)
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda _settings: engine)
     rows = []
     for n in range(12):  # twelve product labels on the server, none on disk yet
         img = Image.open(io.BytesIO(_make_image_bytes(100 + n))).convert("RGB")

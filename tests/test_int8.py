@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from specread.ocr.engine import INT8_MODELS, RapidOcrEngine, int8_model, int8_models_digest
+from conftest import rapid_engine
+from specread.ocr.int8 import INT8_MODELS, int8_model, int8_models_digest
+from specread.ocr.rapid import RapidOcrEngine
 from specread.readers import build_reader
 from specread.settings import ReaderConfig, preset
 from specread.synth import make_dataset
@@ -32,11 +34,11 @@ def test_int8_models_are_packaged_small_and_match_their_manifest() -> None:
 
 
 def test_int8_preset_is_fingerprinted_by_its_models() -> None:
-    engine = RapidOcrEngine(**preset("int8").engine_options())
+    engine = RapidOcrEngine(preset("int8"))
 
     assert engine.effective_precision() == "int8"
     assert engine.fingerprint().endswith(f"-ov-int8-{int8_models_digest()[:12]}")
-    assert engine.fingerprint() != RapidOcrEngine(**preset("fast").engine_options()).fingerprint()
+    assert engine.fingerprint() != RapidOcrEngine(preset("fast")).fingerprint()
 
 
 @pytest.mark.parametrize(
@@ -46,7 +48,7 @@ def test_int8_preset_is_fingerprinted_by_its_models() -> None:
 )
 def test_int8_needs_openvino_and_the_latin_charset(options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=r"int8|openvino"):
-        RapidOcrEngine(**options)  # type: ignore[arg-type]
+        rapid_engine(**options)
 
 
 @pytest.mark.slow

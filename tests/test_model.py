@@ -71,7 +71,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TinyData
     engine = FakeEngine()
     ds = _dataset(root / "data", engine)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: engine)
+        mp.setitem(engine_module.ENGINES, "rapidocr", lambda _settings: engine)
         args = ["train", ds.gold_csv, "--images", ds.images, "-o", root / "model", "--cache-dir", root / "cache"]
         result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
@@ -83,7 +83,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TinyData
 def engine(trained: tuple[TinyDataset, Path], monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     """The trained set's fake engine, as ``build_engine("rapidocr")`` for CLI runs in this process."""
     fake = trained[0].engine
-    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: fake)
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda _settings: fake)
     return fake
 
 
@@ -352,7 +352,7 @@ def test_train_from_a_base_keeps_its_trees_and_adds_rounds(
     trained: tuple[TinyDataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds, base_dir = trained
-    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: ds.engine)
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda _settings: ds.engine)
     out = tmp_path / "adapted"
     args = ["train", ds.gold_csv, "--images", ds.images, "-o", out, "--cache-dir", tmp_path / "cache"]
     result = CliRunner().invoke(
@@ -379,7 +379,7 @@ def test_streaming_training_gives_the_same_model_and_removes_its_shards(
     trained: tuple[TinyDataset, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ds, _ = trained
-    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: ds.engine)
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda _settings: ds.engine)
 
     def train(out: Path, *extra: str) -> Path:
         args = ["train", ds.gold_csv, "--images", ds.images, "-o", out, "--cache-dir", tmp_path / "cache", *extra]

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import FakeEngine
+from conftest import FakeEngine, rapid_engine
 from specread.errors import UnknownEntityError
 from specread.extract.priors import load_priors
 from specread.pipeline import PageSource, SpecReader
@@ -88,20 +88,19 @@ def test_retry_side_is_checked_and_shares_the_first_engine(tmp_path) -> None:
     with pytest.raises(ValueError, match="max_side"):
         build_reader(ReaderConfig(cache_dir=None, ocr=accurate, retry_side=4000))
     reader = build_reader(ReaderConfig(cache_dir=str(tmp_path), ocr=accurate, retry_side=1600))
-    assert reader.retry is not None and reader.retry.engine.det_side == 1600
-    assert reader.retry.engine._engine() is reader.engine._engine()  # one set of models
+    assert reader.retry is not None and reader.retry.engine.settings.det_side == 1600
+    assert reader.retry.engine.load() is reader.engine.load()  # one set of models
     assert reader.retry.cache.root != reader.cache.root  # pages of each pass cached apart
 
 
 @pytest.mark.slow
 def test_finer_view_reads_like_a_separate_engine_and_leaves_the_first_alone() -> None:
-    from specread.ocr.engine import RapidOcrEngine
     from specread.synth import random_spec, render_label
 
     image = np.asarray(render_label(random_spec(random.Random(5), n_values=3), size=(1800, 1350)).convert("RGB"))
-    first = RapidOcrEngine()
+    first = rapid_engine()
     before = first(image)
     view = first.at_det_side(1600)
-    assert view(image) == RapidOcrEngine(det_side=1600)(image)
-    assert view.fingerprint() == RapidOcrEngine(det_side=1600).fingerprint() != first.fingerprint()
+    assert view(image) == rapid_engine(det_side=1600)(image)
+    assert view.fingerprint() == rapid_engine(det_side=1600).fingerprint() != first.fingerprint()
     assert first(image) == before

@@ -1,18 +1,15 @@
-"""ocr/presets.py and the engine options they use: valid, fingerprinted, and reading the same text."""
+"""The OCR presets and the engine settings they use: valid, fingerprinted, and reading the same text."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from specread.ocr import engine as engine_module
-from specread.ocr.engine import (
-    RapidOcrEngine,
-    _det_preprocess_class,
-    _keep_output_classes,
-    _RecBatches,
-    latin_classes,
-)
+from conftest import rapid_engine
+from specread.ocr import openvino
+from specread.ocr.internals import det_preprocess_class
+from specread.ocr.openvino import keep_output_classes, latin_classes
+from specread.ocr.rapid import RapidOcrEngine, RecBatches
 from specread.readers import build_reader
 from specread.settings import PRESETS, ReaderConfig, preset
 from specread.synth import LabelSpec, render_label
@@ -31,17 +28,17 @@ READING_OPTIONS: dict[str, object] = {
 
 
 def test_presets_build_engines_with_distinct_fingerprints() -> None:
-    engines = {name: RapidOcrEngine(**preset(name).engine_options()) for name in PRESETS}
+    engines = {name: RapidOcrEngine(preset(name)) for name in PRESETS}
 
     assert {"accurate", "fast"} <= engines.keys()
     assert len({e.fingerprint() for e in engines.values()}) == len(engines)
-    assert engines["fast"].backend == "openvino"
+    assert engines["fast"].settings.backend == "openvino"
 
 
 @pytest.mark.parametrize("option", sorted(READING_OPTIONS))
 def test_fingerprint_reflects_every_reading_option(option: str) -> None:
-    base = RapidOcrEngine()
-    changed = RapidOcrEngine(**{option: READING_OPTIONS[option]})  # type: ignore[arg-type]
+    base = rapid_engine()
+    changed = rapid_engine(**{option: READING_OPTIONS[option]})
 
     assert changed.fingerprint() != base.fingerprint()
 
@@ -51,8 +48,8 @@ def test_fingerprint_names_the_precision_that_really_runs() -> None:
 
     cpu_has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     expected = "bf16" if cpu_has_bf16 else "f32"
-    f32 = RapidOcrEngine(backend="openvino")
-    bf16 = RapidOcrEngine(backend="openvino", precision="bf16")
+    f32 = rapid_engine(backend="openvino")
+    bf16 = rapid_engine(backend="openvino", precision="bf16")
 
     assert f32.effective_precision() == "f32" and f32.fingerprint().endswith("-ov-f32")
     assert bf16.effective_precision() == expected
@@ -67,24 +64,24 @@ def test_fingerprint_names_the_precision_that_really_runs() -> None:
 def test_bf16_runs_only_where_the_cpu_has_it(
     monkeypatch: pytest.MonkeyPatch, capabilities: tuple[str, ...], expected: str
 ) -> None:
-    monkeypatch.setattr(engine_module, "_openvino_capabilities", lambda: capabilities)
+    monkeypatch.setattr(openvino, "openvino_capabilities", lambda: capabilities)
 
-    bf16 = RapidOcrEngine(backend="openvino", precision="bf16")
+    bf16 = rapid_engine(backend="openvino", precision="bf16")
 
     assert bf16.effective_precision() == expected
     assert bf16.fingerprint().endswith(f"-ov-{expected}")
-    assert RapidOcrEngine(backend="openvino").effective_precision() == "f32"  # f32 asked: f32 on any CPU
+    assert rapid_engine(backend="openvino").effective_precision() == "f32"  # f32 asked: f32 on any CPU
 
 
 def test_latin_charset_is_fingerprinted_and_needs_openvino() -> None:
-    full = RapidOcrEngine(backend="openvino")
-    latin = RapidOcrEngine(backend="openvino", charset="latin")
+    full = rapid_engine(backend="openvino")
+    latin = rapid_engine(backend="openvino", charset="latin")
 
     assert latin.fingerprint() != full.fingerprint()
     with pytest.raises(ValueError, match="openvino"):
-        RapidOcrEngine(charset="latin")
+        rapid_engine(charset="latin")
     with pytest.raises(ValueError, match="charset"):
-        RapidOcrEngine(backend="openvino", charset="cyrillic")
+        rapid_engine(backend="openvino", charset="cyrillic")
 
 
 def test_latin_classes_keep_blank_latin_units_and_space() -> None:
@@ -114,7 +111,7 @@ def test_keep_output_classes_is_softmax_over_the_kept_logits() -> None:
     keep = [0, 2, 3, 6]
     model = _make_head_model(weights, bias)
 
-    _keep_output_classes(model, keep)
+    keep_output_classes(model, keep)
     got = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})([x])[0]
 
     logits = x @ weights[:, keep] + bias[keep]
@@ -124,10 +121,10 @@ def test_keep_output_classes_is_softmax_over_the_kept_logits() -> None:
 
 
 def test_speed_only_options_keep_the_fingerprint() -> None:
-    base = RapidOcrEngine().fingerprint()
+    base = rapid_engine().fingerprint()
 
-    assert RapidOcrEngine(threads=2).fingerprint() == base
-    assert RapidOcrEngine(kernel_cache=0).fingerprint() == base
+    assert rapid_engine(threads=2).fingerprint() == base
+    assert rapid_engine(kernel_cache=0).fingerprint() == base
 
 
 @pytest.mark.parametrize(
@@ -146,7 +143,7 @@ def test_speed_only_options_keep_the_fingerprint() -> None:
 )
 def test_invalid_options_are_refused(options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        RapidOcrEngine(**options)  # type: ignore[arg-type]
+        rapid_engine(**options)
 
 
 @pytest.mark.parametrize("shape", [(700, 500, 3), (961, 40, 3), (64, 64, 3), (33, 2000, 3)])
@@ -160,7 +157,7 @@ def test_detector_preprocessing_table_gives_rapidocr_bits(
 
     image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     theirs = DetPreProcess(960, "max", *norm)(image)
-    ours = _det_preprocess_class()(960, "max", *norm)(image)
+    ours = det_preprocess_class()(960, "max", *norm)(image)
 
     if theirs is None:
         assert ours is None
@@ -193,18 +190,18 @@ def test_rec_batches_split_wide_batches_without_changing_results() -> None:
     plain, wrapped = _RecordingSession(), _RecordingSession()
 
     expected = plain(batch)
-    got = _RecBatches(wrapped, max_columns=1920)(batch)
+    got = RecBatches(wrapped, width_step=1, max_columns=1920)(batch)
 
     np.testing.assert_array_equal(got, expected)
     assert [s[0] for s in wrapped.shapes] == [2, 2, 2]
-    assert _RecBatches(wrapped).get_character_list() == ["a"]  # other attributes pass through
+    assert RecBatches(wrapped, 1, 0).get_character_list() == ["a"]  # other attributes pass through
 
 
 def test_rec_batches_pad_width_with_blanks() -> None:
     batch = _make_batch(3, 330)
     session = _RecordingSession()
 
-    out = _RecBatches(session, width_step=64)(batch)
+    out = RecBatches(session, width_step=64, max_columns=0)(batch)
 
     assert session.shapes == [(3, 3, 48, 384)]
     np.testing.assert_array_equal(out[:, : 330 // 8], _RecordingSession()(batch)[:, : 330 // 8])

@@ -62,7 +62,7 @@ class PageSource:
                     return page
             name = "<bytes>" if isinstance(image, bytes | bytearray) else str(image)
             # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
-            arr = decode_image(data, name, max_side=getattr(self.engine, "max_side", None))
+            arr = decode_image(data, name, max_side=None if self.engine is None else self.engine.max_side)
         if self.engine is None:
             raise RuntimeError("this reader has no OCR engine; pass OCR pages to read_page() instead")
         page = self.engine(arr)
@@ -238,18 +238,15 @@ def build_pages(config: ReaderConfig, engine: OcrEngine | None = None) -> tuple[
     built for other features.
 
     Raises:
-        ValueError: unknown engine name, or an engine that cannot run a second pass.
+        ValueError: unknown engine name, or a setting (the second pass's side too) the engine refuses.
     """
     if engine is None:
-        engine = build_engine(config.ocr.engine, **config.ocr.engine_options())
+        engine = build_engine(config.ocr)
     root = None
     if config.cache_dir is not None:
         root = default_cache_dir() if config.cache_dir == "default" else Path(config.cache_dir)
     retry = None
     if config.retry_side:
-        at_side = getattr(engine, "at_det_side", None)
-        if at_side is None:
-            raise ValueError(f"OCR engine {config.ocr.engine!r} cannot run a second pass at another detector side")
-        finer = at_side(config.retry_side)
+        finer = engine.at_det_side(config.retry_side)
         retry = PageSource(finer, OcrCache(root, finer.fingerprint()) if root else None)
     return PageSource(engine, OcrCache(root, engine.fingerprint()) if root else None), retry

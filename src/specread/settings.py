@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import math
 import tomllib
@@ -78,7 +77,7 @@ WORKER_PARENT_POLL_S: float = _FILE["workers"]["parent_poll_s"]
 
 @dataclass(frozen=True)
 class OcrSettings:
-    """How the OCR engine reads (see :class:`specread.ocr.engine.RapidOcrEngine`, which checks the values).
+    """How the OCR engine reads (see :class:`specread.ocr.rapid.RapidOcrEngine`, which checks the values).
 
     Attributes:
         engine: engine name (:data:`specread.ocr.engine.ENGINES`).
@@ -113,10 +112,6 @@ class OcrSettings:
     threads: int = setting(SPEED, _OCR["threads"])
     kernel_cache: int = setting(SPEED, _OCR["kernel_cache"])
     device: str = setting(SPEED, _OCR["device"])
-
-    def engine_options(self) -> dict[str, Any]:
-        """The engine's keyword arguments (everything but its name)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "engine"}
 
 
 PRESETS: tuple[str, ...] = tuple(_FILE["presets"])

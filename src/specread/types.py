@@ -155,7 +155,7 @@ MAX_TOKEN_TEXT = 10_000
 
 _COORD_RANGE = (-1000.0, 1000.0)
 """Relative coordinates a point may have. Boxes overhang the image's edges, and a thin strip is padded
-for the detector (:func:`specread.ocr.engine._pad_to_min_side`) to many times its own side; a thousand
+for the detector (:func:`specread.ocr.rapid._pad_to_min_side`) to many times its own side; a thousand
 sides away is no picture's."""
 
 

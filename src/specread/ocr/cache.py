@@ -50,9 +50,9 @@ def default_cache_dir() -> Path:
 
 
 class RunningEngine(Protocol):
-    """What :func:`page_key` reads off an engine: its :class:`OcrSettings` fields as attributes, and what runs."""
+    """What :func:`page_key` reads off an engine: the :class:`OcrSettings` it was built from, and what runs."""
 
-    backend: str
+    settings: OcrSettings
 
     def resolved_device(self) -> str:
         """``"cpu"`` or ``"cuda"``: where the engine computes."""
@@ -105,10 +105,10 @@ def page_key(models: str, engine: RunningEngine, int8_digest: Callable[[], str])
     kernels = [name for name in fields_affecting(OcrSettings, KERNELS) if name not in _ENGINE_SPELLED]
     if device != "cpu":
         kernels = [name for name in kernels if name not in _CPU_ONLY]
-    parts = [models, *(_spell(name, getattr(engine, name)) for name in page)]
+    parts = [models, *(_spell(name, getattr(engine.settings, name)) for name in page)]
     parts.append(f"seg{SEGMENTS_VERSION}")  # pages carry line segments (specread.ocr.layout)
-    parts += [_spell(name, getattr(engine, name)) for name in kernels]
-    backend = _BACKENDS.get(engine.backend, engine.backend)
+    parts += [_spell(name, getattr(engine.settings, name)) for name in kernels]
+    backend = _BACKENDS.get(engine.settings.backend, engine.settings.backend)
     if device != "cpu":
         parts.append(device)
     elif backend:
