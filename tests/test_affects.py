@@ -16,9 +16,9 @@ from conftest import FakeEngine, TinyDataset, make_reader
 from specread.affects import AFFECTS, Affects, fields_affecting, settings_affecting
 from specread.batch.local import job_record, predict_csv
 from specread.errors import JobMismatchError, ModelMismatchError
-from specread.ocr import engine as engine_module
+from specread.ocr import rapid as engine_module
 from specread.ocr.devices import resolve_device
-from specread.ocr.engine import RapidOcrEngine
+from specread.ocr.rapid import RapidOcrEngine
 from specread.rank.model import PAGE_SETTINGS, check_model, load_model
 from specread.settings import FetchPolicy, ImageLimits, OcrSettings, ReaderConfig, ServiceSettings, VlmSettings, preset
 
@@ -100,7 +100,7 @@ def test_an_ocr_setting_changes_the_cache_key_exactly_when_it_is_tagged_page_or_
     if name == "engine":
         pytest.skip("the engine's name chooses its class, which names its own models first in its key")
     base, changed = _variant(name)
-    keys = [RapidOcrEngine(**settings.engine_options()).fingerprint() for settings in (base, changed)]
+    keys = [RapidOcrEngine(settings).fingerprint() for settings in (base, changed)]
 
     assert (keys[0] != keys[1]) == (_tag(name) in (Affects.PAGE, Affects.KERNELS))
 
@@ -143,7 +143,7 @@ def test_reader_settings_change_the_resume_key_by_their_tags(change: dict, same:
 
 def test_a_gpu_reads_into_one_cache_whether_asked_for_as_auto_or_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "resolve_device", lambda device: "cuda")  # a machine with onnxruntime-gpu
-    keys = {RapidOcrEngine(**preset("fast").engine_options() | {"device": d}).fingerprint() for d in ("auto", "cuda")}
+    keys = {RapidOcrEngine(dataclasses.replace(preset("fast"), device=d)).fingerprint() for d in ("auto", "cuda")}
 
     assert len(keys) == 1 and keys.pop().endswith("-cuda")
 
@@ -159,7 +159,7 @@ def test_changing_only_threads_device_or_workers_keeps_the_cache_the_model_and_t
     keyed = (Affects.PAGE, Affects.KERNELS, Affects.ANSWER)
     services = [ServiceSettings(reader=config, workers=n) for config, n in ((first, 1), (again, 4))]
     assert settings_affecting(services[0], *keyed) == settings_affecting(services[1], *keyed)
-    engines = [RapidOcrEngine(**config.ocr.engine_options()) for config in (first, again)]
+    engines = [RapidOcrEngine(config.ocr) for config in (first, again)]
     assert engines[0].fingerprint() == engines[1].fingerprint()  # the same cache folder
     check_model(load_model(), again.ocr)  # the packaged model serves both
     # predict's worker count is an argument of the run, not a setting: job_record never sees it.

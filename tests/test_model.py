@@ -416,7 +416,7 @@ def test_streaming_and_in_memory_training_measure_the_same_holdout(
 ) -> None:
     """One validation rule: the same grouped fold, priors without its images, read and scored alike."""
     ds, in_memory = trained
-    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda **_options: ds.engine)
+    monkeypatch.setitem(engine_module.ENGINES, "rapidocr", lambda _settings: ds.engine)
     out = tmp_path / "streamed"
     args = ["train", ds.gold_csv, "--images", ds.images, "-o", out, "--cache-dir", tmp_path / "cache", "--streaming"]
     result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
