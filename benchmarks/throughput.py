@@ -13,9 +13,9 @@ workers (``getrusage(RUSAGE_CHILDREN)`` once the pool has been reaped) belong
 to that pair only. The OCR cache is off: every image is really read.
 
 Usage:
-    python benchmarks/throughput.py --sample 144 --seed 4 --presets fast,accurate --engines local
-    python benchmarks/throughput.py                       # every image of real-dev (run on a quiet machine)
-    python benchmarks/throughput.py --presets fast,int8 --profile 60 --profile-only   # where the time goes
+    python -m benchmarks.throughput --sample 144 --seed 4 --presets fast,accurate --engines local
+    python -m benchmarks.throughput                       # every image of real-dev (run on a quiet machine)
+    python -m benchmarks.throughput --presets fast,int8 --profile 60 --profile-only   # where the time goes
 
 On a shared machine compare ``cpu_s_per_image``: wall time depends on what
 else is running, CPU time much less.
