@@ -24,8 +24,8 @@ from specread.batch import local
 from specread.batch.local import predict_csv
 from specread.errors import JobMismatchError, MissingImagesError
 from specread.io.check import OFFICIAL_FORMAT
-from specread.io.dataset import job_path
 from specread.io.images import decode_image
+from specread.io.output import job_path
 from specread.pipeline import SpecReader
 from specread.readers import build_reader
 from specread.settings import ReaderConfig
