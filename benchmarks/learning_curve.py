@@ -196,6 +196,29 @@ def _summary(reports: list[dict]) -> dict:
     }
 
 
+def _fit_report(fit: tuple[float, float, float], n: np.ndarray, y: np.ndarray, ceiling: float, params, draws) -> dict:
+    """The fitted curve, its error at the measured points, and where the bootstrap refits landed."""
+    a, b, c = fit
+    rising = params[:, 1] > 0
+    return {
+        "model": "weighted_f1(n) = a - b * n^-c, n = training images; b >= 0, a <= ceiling",
+        "a": round(a, 4),
+        "b": round(b, 4),
+        "c": round(c, 4),
+        "rmse": round(float(np.sqrt(np.mean((curve(n, (a, b, c)) - y) ** 2))), 4),
+        "at_measured_max": round(float(curve(n[-1], (a, b, c))), 4),
+        "bootstrap_draws": len(draws),
+        "asymptote_capped_at_ceiling": a >= ceiling,
+        "bootstrap_share": {
+            "c_at_low_edge_log_linear": round(float(np.mean((params[:, 2] <= C_GRID[0]) & rising)), 3),
+            "c_at_high_edge": round(float(np.mean((params[:, 2] >= C_GRID[-1]) & rising)), 3),
+            "flat_b0": round(float(np.mean(~rising)), 3),
+            "asymptote_at_ceiling": round(float(np.mean(params[:, 0] >= ceiling)), 3),
+        },
+        "bootstrap_sd_at_points": [round(float(s), 4) for s in draws.std(axis=0)],
+    }
+
+
 def run(args: argparse.Namespace) -> tuple[dict, dict]:
     """The JSON result, and what the plot needs."""
     from specread.extract.priors import load_priors
@@ -237,7 +260,6 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     draws = bootstrap_f1(outcomes, entity_idx, image_idx, ent_names, args.draws, args.seed)
     draws, rules_draws = draws[:, :-1], draws[:, -1]
     params, pct = project(n, draws, TARGETS, ceiling)
-    rising = params[:, 1] > 0
     result = {
         "mode": "learning_curve",
         "rows": len(rows),
@@ -253,23 +275,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
         },
         "ceiling_weighted_f1": round(ceiling, 4),
         "points": points,
-        "fit": {
-            "model": "weighted_f1(n) = a - b * n^-c, n = training images; b >= 0, a <= ceiling",
-            "a": round(a, 4),
-            "b": round(b, 4),
-            "c": round(c, 4),
-            "rmse": round(float(np.sqrt(np.mean((curve(n, (a, b, c)) - y) ** 2))), 4),
-            "at_measured_max": round(float(curve(n[-1], (a, b, c))), 4),
-            "bootstrap_draws": args.draws,
-            "asymptote_capped_at_ceiling": a >= ceiling,
-            "bootstrap_share": {
-                "c_at_low_edge_log_linear": round(float(np.mean((params[:, 2] <= C_GRID[0]) & rising)), 3),
-                "c_at_high_edge": round(float(np.mean((params[:, 2] >= C_GRID[-1]) & rising)), 3),
-                "flat_b0": round(float(np.mean(~rising)), 3),
-                "asymptote_at_ceiling": round(float(np.mean(params[:, 0] >= ceiling)), 3),
-            },
-            "bootstrap_sd_at_points": [round(float(s), 4) for s in draws.std(axis=0)],
-        },
+        "fit": _fit_report((a, b, c), n, y, ceiling, params, draws),
         "projection": {
             str(t): {"point": round(float(curve(t, (a, b, c))), 4), "x_measured": round(t / n[-1], 1), **pct[t]}
             for t in TARGETS
