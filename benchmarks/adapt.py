@@ -16,7 +16,7 @@ one seeded order are inside its first 50, ...) four systems are scored on C:
 Scores: F1, test-weighted F1 (entities re-weighted to the official test mix) and per-entity F1,
 mean and sd over splits and draws, and each arm's paired difference to the base on the same C.
 
-    python benchmarks/adapt.py --cache-dir /tmp/bench/ocr \\
+    python -m benchmarks.adapt --cache-dir /tmp/bench/ocr \\
         --out-json /tmp/bench/adapt.json --out-png /tmp/bench/adapt.png
 """
 
@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from learning_curve import _STATE, bench_cli, parallel_map
-from real_dev import load_dev_rows
+from benchmarks.common import STATE, bench_cli, load_dev_rows, mean_sd, parallel_map, save_k_plot, score_summary
 from specread.metrics import score_rows
 
 
@@ -94,8 +93,8 @@ def _job(job: tuple[int, int]) -> dict:
     from specread.rank.train import fit_ranker
 
     split, draw = job
-    args, priors = _STATE["args"], _STATE["priors"]
-    a, b, c, base, rules = _STATE["splits"][split]
+    args, priors = STATE["args"], STATE["priors"]
+    a, b, c, base, rules = STATE["splits"][split]
     order = np.random.default_rng((args.seed, split, draw)).permutation(len(b))
     out: dict = {}
     for k in args.ks:
@@ -115,32 +114,16 @@ def _job(job: tuple[int, int]) -> dict:
     return out
 
 
-def _mean_sd(values: Sequence[float]) -> dict:
-    return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values)), 4)}
-
-
-def _summary(scores: list[dict]) -> dict:
-    """Mean and sd of each score over runs."""
-    return {
-        "f1": _mean_sd([s["f1"] for s in scores]),
-        "weighted_f1": _mean_sd([s["weighted_f1"] for s in scores]),
-        "per_entity_f1": {  # over the runs whose part holds the entity (a small part can lack a rare one)
-            e: _mean_sd([s["per_entity_f1"][e] for s in scores if e in s["per_entity_f1"]])
-            for e in sorted({e for s in scores for e in s["per_entity_f1"]})
-        },
-    }
-
-
 def _arm_summary(runs: list[tuple[int, dict]], base: list[dict]) -> dict:
-    """:func:`_summary` over (split, draw) runs, and the paired difference to the base of the same split."""
+    """:func:`score_summary` over (split, draw) runs, and the paired difference to the base of the same split."""
     scores = [s for _, s in runs]
     delta = {m: [s[m] - base[split][m] for split, s in runs] for m in ("f1", "weighted_f1")}
     return {
-        **_summary(scores),
+        **score_summary(scores),
         "delta_vs_base": {
-            "f1": _mean_sd(delta["f1"]),
+            "f1": mean_sd(delta["f1"]),
             "weighted_f1": {
-                **_mean_sd(delta["weighted_f1"]),
+                **mean_sd(delta["weighted_f1"]),
                 "share_above_0": round(float(np.mean(np.array(delta["weighted_f1"]) > 0)), 3),
             },
         },
@@ -190,8 +173,8 @@ def run(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "part_rows_abc": sizes,
         "adapted_arm": "measured" if adapted else "left out: fit_ranker(..., base=) is not available",
-        "rules": _summary(rules),
-        "base": _summary(base_scores),
+        "rules": score_summary(rules),
+        "base": score_summary(base_scores),
         "by_k": table,
         "note": (
             "sd is over splits and draws, so it includes how hard each split's C is; the paired "
@@ -227,19 +210,6 @@ def plot(result: dict, path: Path) -> None:
     ax.set(xscale="log", xlabel="labelled rows k from B", ylabel="test-weighted F1 on C (sd)", title="Adaptation")
     ax2.set(xscale="log", xlabel="labelled rows k from B", ylabel="paired Δ vs base (± s.e.)", title="Gain over base")
     save_k_plot(fig, (ax, ax2), ks, path)
-
-
-def save_k_plot(fig: object, axes: Sequence, ks: Sequence[int], path: Path) -> None:
-    """Label every panel's x axis with the k values alone, add the legends, and write the figure to ``path``."""
-    import matplotlib.pyplot as plt
-
-    for axis in axes:
-        axis.minorticks_off()
-        axis.set_xticks(ks, [str(k) for k in ks])
-        axis.legend(fontsize=8)
-    fig.tight_layout()  # type: ignore[attr-defined]
-    fig.savefig(path, dpi=120)  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,7 +26,7 @@ Families:
   2, one clear line, no output), and trailing empty header names (accepted).
 
 Usage:
-    python benchmarks/faults_files.py [--quick] [--timeout 60] [--work DIR]
+    python -m benchmarks.faults_files [--quick] [--timeout 60] [--work DIR]
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -48,10 +47,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from faults_fuse import stalled_file
-from hostile import _env, _kill_group, _mb, _specread
+from benchmarks.common import child_env, kill_group, mb, specread_command
+from benchmarks.faults_fuse import stalled_file
 
 __all__ = ["main", "run_faults"]
 
@@ -96,7 +93,7 @@ def run(cmd: list[str], timeout: float, umask: int | None = None, on_timeout: Ca
             cmd,
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env=_env(),
+            env=child_env(),
             start_new_session=True,
             preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
         )
@@ -107,7 +104,7 @@ def run(cmd: list[str], timeout: float, umask: int | None = None, on_timeout: Ca
             if on_timeout is not None:
                 on_timeout()
                 time.sleep(1.0)  # let the process end by itself once the fault is gone
-            _kill_group(proc.pid)
+            kill_group(proc.pid)
 
         timer = threading.Timer(timeout, kill)
         timer.start()
@@ -117,10 +114,10 @@ def run(cmd: list[str], timeout: float, umask: int | None = None, on_timeout: Ca
         wall = time.monotonic() - start
         time.sleep(0.3)  # a worker the parent did not end is still there after it
         orphans = 0 if hung else len(_group(proc.pid))
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         err.seek(0)
         text = err.read().decode("utf-8", "replace")
-    return Ran(os.waitstatus_to_exitcode(status), hung, _mb(usage.ru_maxrss), round(wall, 2), text, orphans)
+    return Ran(os.waitstatus_to_exitcode(status), hung, mb(usage.ru_maxrss), round(wall, 2), text, orphans)
 
 
 def _answers(path: Path) -> dict[str, str]:
@@ -189,7 +186,15 @@ class Bench:
         umask: int | None = None,
         on_timeout: Callable[[], None] | None = None,
     ) -> Ran:
-        cmd = [*_specread(), "predict", str(input_csv), "--images", str(case / "images"), "--output", str(output)]
+        cmd = [
+            *specread_command(),
+            "predict",
+            str(input_csv),
+            "--images",
+            str(case / "images"),
+            "--output",
+            str(output),
+        ]
         return run([*cmd, "--workers", str(workers), *extra], self.timeout, umask, on_timeout)
 
     def judge(self, output: Path, expected: set[str]) -> tuple[int, int]:

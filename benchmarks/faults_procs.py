@@ -23,7 +23,7 @@ Every scenario runs the real ``specread`` CLI or server as a subprocess in its o
 parent ended.
 
 Usage:
-    python benchmarks/faults_procs.py [--quick] [--work DIR]
+    python -m benchmarks.faults_procs [--quick] [--work DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import httpx
 
-from hostile import _env, _free_port, _kill_group, _specread
+from benchmarks.common import child_env, free_port, kill_group, specread_command
 
 __all__ = ["main", "run_faults"]
 
@@ -106,7 +106,7 @@ class Watched:
     def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         with open(log, "ab") as fh:
-            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env or _env(), start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env or child_env(), start_new_session=True)
         self.started = time.monotonic()
         self.peaks: dict[int, int] = {}
         self._stop = threading.Event()
@@ -128,7 +128,7 @@ class Watched:
             code, hung = None, True
         self._stop.set()
         self._sampler.join(timeout=2)
-        _kill_group(self.proc.pid)
+        kill_group(self.proc.pid)
         with suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         return code, hung
@@ -220,7 +220,7 @@ def _data_rows(path: Path) -> int:
 
 # -- predict ----------------------------------------------------------------------------------------------------------
 def _predict_cmd(input_csv: Path, images: Path, out: Path) -> list[str]:
-    cmd = [*_specread(), "predict", str(input_csv), "--images", str(images), "-o", str(out), "--workers", "2"]
+    cmd = [*specread_command(), "predict", str(input_csv), "--images", str(images), "-o", str(out), "--workers", "2"]
     # A cache beside the output: a rerun finds what its killed run cached, as it would; the user's cache is left alone.
     return [*cmd, "--cache-dir", str(out.parent / f"{out.stem}.cache")]
 
@@ -282,7 +282,7 @@ def _predict_killed(
 
 # -- train ------------------------------------------------------------------------------------------------------------
 def _train_cmd(labels: Path, images: Path, out: Path, cache: Path) -> list[str]:
-    cmd = [*_specread(), "train", str(labels), "--images", str(images), "-o", str(out), "--workers", "2"]
+    cmd = [*specread_command(), "train", str(labels), "--images", str(images), "-o", str(out), "--workers", "2"]
     return [*cmd, "--cache-dir", str(cache), "--holdout", "0", "--rounds", "20"]
 
 
@@ -323,7 +323,7 @@ def _train_killed(
 # -- service ----------------------------------------------------------------------------------------------------------
 def _serve(folder: Path, port: int, timeout: float) -> Watched | None:
     cmd = [
-        *_specread(),
+        *specread_command(),
         "serve",
         "--host",
         "127.0.0.1",
@@ -358,7 +358,7 @@ def _service_killed(work: Path, image: Path, sig: signal.Signals, timeout: float
     case = f"{sig.name.lower()}_server"
     folder = work / f"service_{case}"
     folder.mkdir()
-    port = _free_port()
+    port = free_port()
     server = _serve(folder, port, timeout)
     if server is None:
         return _result("service_killed", case, detail="the server did not start")

@@ -16,7 +16,7 @@ client" is another peer address to the server, as it would be on a network:
 * ``review_names``: odd image names on the review page (1,024 characters, a link loop, a NUL,
   ``..``, a very deep path, a 300-character part): a JSON 4xx, never 500, and the server lives on.
 
-Run alone: ``python benchmarks/faults_service.py [--quick]`` prints the list as JSON.
+Run alone: ``python -m benchmarks.faults_service [--quick]`` prints the list as JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +37,9 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from hostile import Server, _env, _free_port, _kill_group, _mb, _proc_field, _specread
-from hostile_corpus import label_image, multipart_body, raw_request
+from benchmarks.common import child_env, free_port, kill_group, mb, proc_field, specread_command
+from benchmarks.hostile_corpus import label_image, multipart_body, raw_request
+from benchmarks.hostile_service import Server
 
 __all__ = ["main", "run_faults"]
 
@@ -138,7 +136,7 @@ def _healthz(port: int, source: str, within: float = 5.0) -> tuple[int | None, f
 
 
 def _alive(pid: int) -> bool:
-    state = _proc_field(pid, "State")
+    state = proc_field(pid, "State")
     return bool(state) and not state.startswith("Z")
 
 
@@ -271,8 +269,8 @@ def _uploads(work: Path, n: int, one_client: bool, timeout: float) -> dict:
             outcomes = list(pool.map(lambda s: _upload(server.port, s, payload, timeout), sources))
         time.sleep(0.5)
         pid = server.proc.pid if server.proc else 0
-        hwm = _proc_field(pid, "VmHWM")
-        peak = _mb(int(hwm.split()[0])) if hwm else None
+        hwm = proc_field(pid, "VmHWM")
+        peak = mb(int(hwm.split()[0])) if hwm else None
         workers = server.peak_rss_mb()["max_worker"]
         health, _ = _healthz(server.port, "127.0.0.2")
     orphans = server.orphans()
@@ -310,10 +308,10 @@ def _review_folder(root: Path) -> list[str]:
         root / "input.csv", [["index", "image_link", "group_id", "entity_name"], [0, "http://x/label.png", 1, ENTITY]]
     )
     _write_csv(root / "pred.csv", [["index", "prediction", "confidence"], [0, "500.0 gram", "0.5"]])
-    port = _free_port()
+    port = free_port()
     where = ["--images", str(images), "--labels", str(root / "labels.csv"), "--cache-dir", str(root / "cache")]
     return [
-        *_specread(),
+        *specread_command(),
         "review",
         str(root / "pred.csv"),
         "--input",
@@ -335,7 +333,7 @@ def _review(work: Path, names: dict[str, str], timeout: float) -> list[dict]:
     port = int(cmd[cmd.index("--port") + 1])
     base = f"http://127.0.0.1:{port}"
     with open(root / "review.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=_env(), start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=child_env(), start_new_session=True)
     results: list[dict] = []
     try:
         deadline = time.monotonic() + max(timeout, 120)
@@ -359,7 +357,7 @@ def _review(work: Path, names: dict[str, str], timeout: float) -> list[dict]:
                 handled = status is not None and 400 <= status < 500 and alive
                 results.append(_result("review_names", case, handled, f"{status} {code}; healthz after: {alive}"))
     finally:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         proc.wait(10)
     return results
 

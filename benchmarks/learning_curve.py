@@ -15,7 +15,7 @@ interval covers sampling noise only, not the choice of curve, so a projection 10
 the data is weak evidence. An approximate ceiling (every row whose label is among the
 candidates answered right) bounds what any selector can reach on this OCR.
 
-    python benchmarks/learning_curve.py --cache-dir /tmp/bench/ocr --repeats 4 \\
+    python -m benchmarks.learning_curve --cache-dir /tmp/bench/ocr --repeats 4 \\
         --out-json /tmp/bench/learning_curve.json --out-png /tmp/bench/learning_curve.png
 """
 
@@ -24,15 +24,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from real_dev import DEFAULT_DATA, _candidate_recall, _over_repeats, load_dev_rows
+from benchmarks.common import STATE, bench_cli, candidate_recall, load_dev_rows, mean_sd, over_repeats, parallel_map
 from specread.metrics import TEST_MIX, Report, Score, score_rows
 
 TARGETS = (10_000, 100_000)
@@ -164,25 +163,13 @@ def ceiling_weighted_f1(recall: dict) -> float:
 
 # -- parallel jobs ----------------------------------------------------------------------------------------
 
-_STATE: dict = {}
-
-
-def parallel_map(fn: Callable, jobs: Sequence, workers: int, **state: object) -> list:
-    """``[fn(job) for job in jobs]`` over ``workers`` forked processes; ``state`` is read by ``fn`` from ``_STATE``."""
-    _STATE.clear()
-    _STATE.update(state)
-    if workers <= 1 or len(jobs) <= 1:
-        return [fn(j) for j in jobs]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(fn, jobs, chunksize=1)
-
 
 def _cv_job(job: tuple[int, float]) -> tuple[dict[str, str], list[int]]:
     """Out-of-fold predictions for one (repeat, fraction), and the training images per fold."""
     from specread.rank.train import cross_validate, fit_ranker
 
     repeat, fraction = job
-    rows, priors, args = _STATE["rows"], _STATE["priors"], _STATE["args"]
+    rows, priors, args = STATE["rows"], STATE["priors"], STATE["args"]
     fold = itertools.count()
     sizes: list[int] = []
 
@@ -199,15 +186,36 @@ def _cv_job(job: tuple[int, float]) -> tuple[dict[str, str], list[int]]:
 
 
 def _summary(reports: list[dict]) -> dict:
-    out = _over_repeats(reports)
+    out = over_repeats(reports)
     per_f1 = {e: [r["per_entity"][e]["f1"] for r in reports] for e in reports[0]["per_entity"]}
     return {
         "f1": out.pop("f1"),
         "weighted_f1": out.pop("weighted_f1"),
         "per_entity_accuracy": out,
-        "per_entity_f1": {
-            e: {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v)), 4)} for e, v in per_f1.items()
+        "per_entity_f1": {e: mean_sd(v) for e, v in per_f1.items()},
+    }
+
+
+def _fit_report(fit: tuple[float, float, float], n: np.ndarray, y: np.ndarray, ceiling: float, params, draws) -> dict:
+    """The fitted curve, its error at the measured points, and where the bootstrap refits landed."""
+    a, b, c = fit
+    rising = params[:, 1] > 0
+    return {
+        "model": "weighted_f1(n) = a - b * n^-c, n = training images; b >= 0, a <= ceiling",
+        "a": round(a, 4),
+        "b": round(b, 4),
+        "c": round(c, 4),
+        "rmse": round(float(np.sqrt(np.mean((curve(n, (a, b, c)) - y) ** 2))), 4),
+        "at_measured_max": round(float(curve(n[-1], (a, b, c))), 4),
+        "bootstrap_draws": len(draws),
+        "asymptote_capped_at_ceiling": a >= ceiling,
+        "bootstrap_share": {
+            "c_at_low_edge_log_linear": round(float(np.mean((params[:, 2] <= C_GRID[0]) & rising)), 3),
+            "c_at_high_edge": round(float(np.mean((params[:, 2] >= C_GRID[-1]) & rising)), 3),
+            "flat_b0": round(float(np.mean(~rising)), 3),
+            "asymptote_at_ceiling": round(float(np.mean(params[:, 0] >= ceiling)), 3),
         },
+        "bootstrap_sd_at_points": [round(float(s), 4) for s in draws.std(axis=0)],
     }
 
 
@@ -224,7 +232,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     entities = {str(i): r.entity for i, r in enumerate(rows)}
     rules_preds, _ = cross_validate(rows, priors, lambda train: RuleScorer(), k=args.folds, seed=args.seed)
     rules = score_rows(rules_preds, gold, entities).to_dict()
-    ceiling = ceiling_weighted_f1(_candidate_recall(rows))
+    ceiling = ceiling_weighted_f1(candidate_recall(rows))
 
     jobs = [(r, f) for f in args.fractions for r in range(args.repeats)]
     results = parallel_map(_cv_job, jobs, args.workers, rows=rows, priors=priors, args=args)
@@ -252,7 +260,6 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     draws = bootstrap_f1(outcomes, entity_idx, image_idx, ent_names, args.draws, args.seed)
     draws, rules_draws = draws[:, :-1], draws[:, -1]
     params, pct = project(n, draws, TARGETS, ceiling)
-    rising = params[:, 1] > 0
     result = {
         "mode": "learning_curve",
         "rows": len(rows),
@@ -268,23 +275,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
         },
         "ceiling_weighted_f1": round(ceiling, 4),
         "points": points,
-        "fit": {
-            "model": "weighted_f1(n) = a - b * n^-c, n = training images; b >= 0, a <= ceiling",
-            "a": round(a, 4),
-            "b": round(b, 4),
-            "c": round(c, 4),
-            "rmse": round(float(np.sqrt(np.mean((curve(n, (a, b, c)) - y) ** 2))), 4),
-            "at_measured_max": round(float(curve(n[-1], (a, b, c))), 4),
-            "bootstrap_draws": args.draws,
-            "asymptote_capped_at_ceiling": a >= ceiling,
-            "bootstrap_share": {
-                "c_at_low_edge_log_linear": round(float(np.mean((params[:, 2] <= C_GRID[0]) & rising)), 3),
-                "c_at_high_edge": round(float(np.mean((params[:, 2] >= C_GRID[-1]) & rising)), 3),
-                "flat_b0": round(float(np.mean(~rising)), 3),
-                "asymptote_at_ceiling": round(float(np.mean(params[:, 0] >= ceiling)), 3),
-            },
-            "bootstrap_sd_at_points": [round(float(s), 4) for s in draws.std(axis=0)],
-        },
+        "fit": _fit_report((a, b, c), n, y, ceiling, params, draws),
         "projection": {
             str(t): {"point": round(float(curve(t, (a, b, c))), 4), "x_measured": round(t / n[-1], 1), **pct[t]}
             for t in TARGETS
@@ -348,33 +339,6 @@ def fractions(text: str) -> list[float]:
     if not values or any(not 0 < v <= 1 for v in values):
         raise argparse.ArgumentTypeError("fractions must be in (0, 1]")
     return values
-
-
-def bench_cli(doc: str, add_arguments: Callable, run: Callable, plot: Callable) -> None:
-    """The shared command line of the real-dev training benchmarks: parse, ``run``, print and write JSON, ``plot``.
-
-    ``run(args)`` returns ``(result, extra)``; ``plot(result, extra, path)`` draws the PNG.
-    """
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="real-dev folder (labels.csv, images/)")
-    parser.add_argument("--cache-dir", default=None, help="OCR cache (accurate preset); cold OCR without it")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out-json", type=Path, default=None)
-    parser.add_argument("--out-png", type=Path, default=None)
-    add_arguments(parser)
-    args = parser.parse_args()
-    args.data = args.data.resolve()
-    if not (args.data / "labels.csv").exists():
-        parser.error(f"no labels.csv under {args.data}")
-    result, extra = run(args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out_json:
-        args.out_json.write_text(text + "\n")
-    if args.out_png:
-        plot(result, extra, args.out_png)
-        print(f"plot: {args.out_png}", file=sys.stderr)
 
 
 def ranker_params(text: str) -> dict:

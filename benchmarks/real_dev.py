@@ -8,10 +8,10 @@ raw F1, test-weighted F1, accuracy, per-entity scores, images/s and peak RSS.
 The shipped ranker is trained on real-dev itself, so its end-to-end score there is
 in-sample (reported as such); the cross-validated figures are the honest ones.
 
-    python benchmarks/real_dev.py --workers 2                 # end to end, cold OCR cache
-    python benchmarks/real_dev.py --cv 5 --cache-dir ~/.cache/specread/ocr
-    python benchmarks/real_dev.py --cv 5 --repeats 8   # mean and sd over 8 fold splits
-    python benchmarks/real_dev.py --cv 5 --repeats 8 --systems ranker_layout --plot rc.png
+    python -m benchmarks.real_dev --workers 2                 # end to end, cold OCR cache
+    python -m benchmarks.real_dev --cv 5 --cache-dir ~/.cache/specread/ocr
+    python -m benchmarks.real_dev --cv 5 --repeats 8   # mean and sd over 8 fold splits
+    python -m benchmarks.real_dev --cv 5 --repeats 8 --systems ranker_layout --plot rc.png
 
 With ``--cv`` each system also reports ``precision_targets`` (``--min-precision`` 0.90 / 0.95 /
 0.98 judged out of sample: precision reached and coverage per entity, mean over the fold splits)
@@ -31,17 +31,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import DEFAULT_DATA, DIMS, candidate_recall, load_dev_rows, over_repeats
 from specread.extract.features import CAPACITY_FEATURES, LAYOUT_FEATURES
 from specread.metrics import normalize_answer, score_rows
 from specread.settings import ReaderConfig, preset
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-dev"
-DIMS = ("width", "height", "depth")
 
 
 def _input_csv(data: Path, out: Path, limit: int | None) -> tuple[Path, dict[str, str], dict[str, str]]:
@@ -126,26 +123,6 @@ def _dims_breakdown(rows, preds) -> dict:
     return {e: dict(c) for e, c in out.items()}
 
 
-def _candidate_recall(rows) -> dict:
-    """Per entity, the share of rows whose label is among the candidates: no selector can beat it.
-
-    Rows answered by the group prior (nothing read) can still be right, so accuracy may exceed
-    it by a little.
-    """
-    from specread.extract.candidates import find_mentions
-    from specread.extract.features import page_candidates
-    from specread.extract.priors import load_priors
-
-    priors = load_priors()
-    hits: dict[str, list[bool]] = {}
-    for r in rows:
-        gold = normalize_answer(r.gold)
-        cands = page_candidates(r.page, find_mentions(r.page), r.entity, priors, r.group_id or None)
-        found = any(normalize_answer(f"{c.quantity.value} {c.quantity.unit}") == gold for c in cands)
-        hits.setdefault(r.entity, []).append(gold is not None and found)
-    return {e: {"rows": len(h), "label_among_candidates": round(sum(h) / len(h), 4)} for e, h in sorted(hits.items())}
-
-
 def _same_length(a: tuple[float, str], b: tuple[float, str]) -> bool:
     from specread.units.registry import get_registry
 
@@ -189,55 +166,12 @@ def _mean_targets(runs: list[dict]) -> dict:
     return out
 
 
-def _over_repeats(reports: list[dict]) -> dict:
-    """Mean and spread of the scores over fold splits (one split of ~1k rows moves dims by +-3 pts)."""
-    series = {
-        "f1": [r["f1"] for r in reports],
-        "weighted_f1": [r["weighted_f1"] for r in reports],
-        **{e: [r["per_entity"][e]["accuracy"] for r in reports] for e in reports[0]["per_entity"]},
-    }
-    return {k: {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v)), 4)} for k, v in series.items()}
-
-
-def load_dev_rows(
-    data: Path, cache_dir: str | None, preset_name: str = "accurate", retry_side: int = 0, workers: int = 2
-) -> tuple[list, Callable | None]:
-    """Real-dev labelled rows with their OCR pages (read through the cache, warmed first).
-
-    Returns ``(rows, retry)``: :class:`LabelledRow` list (unreadable images skipped) and, with
-    ``retry_side``, a row -> finer second page function for :func:`cross_validate` (else None).
-    """
-    from specread.batch.warm import warm_cache
-    from specread.errors import ImageLoadError
-    from specread.io.dataset import image_name
-    from specread.pipeline import build_pages
-    from specread.rank.train import load_labelled_rows
-
-    config = ReaderConfig(
-        scorer="rules", cache_dir=cache_dir or "default", ocr=preset(preset_name), retry_side=retry_side
-    )
-    with open(data / "labels.csv", newline="", encoding="utf-8") as fh:
-        paths = [data / "images" / image_name(r["image_file"]) for r in csv.DictReader(fh)]
-    warm_cache(paths, config, workers)
-    pages, finer = build_pages(config)
-
-    def page_or_none(read, path: Path):
-        try:
-            return read(path)
-        except ImageLoadError:
-            return None
-
-    rows = load_labelled_rows(data / "labels.csv", data / "images", lambda p: page_or_none(pages, p))
-    retry = (lambda row: page_or_none(finer, data / "images" / row.key)) if finer else None
-    return rows, retry
-
-
 def cross_validation(args: argparse.Namespace) -> dict:
+    from benchmarks.targets import cross_fitted, precision_at_targets
     from specread.extract.priors import load_priors
     from specread.metrics import plot_risk_coverage, risk_coverage
     from specread.rank.rules import RuleScorer
     from specread.rank.train import cross_read, fit_ranker, grouped_folds
-    from targets import cross_fitted, precision_at_targets
 
     rows, retry = load_dev_rows(args.data, args.cache_dir, args.preset, args.retry_side, args.workers)
     priors = load_priors()
@@ -260,7 +194,7 @@ def cross_validation(args: argparse.Namespace) -> dict:
         "folds": args.cv,
         "repeats": args.repeats,
         "rows": len(rows),
-        "candidate_recall": _candidate_recall(rows),
+        "candidate_recall": candidate_recall(rows),
         "systems": {},
     }
     for name, make in systems.items():
@@ -293,7 +227,7 @@ def cross_validation(args: argparse.Namespace) -> dict:
             "risk_coverage": coverage,
         }
         if args.repeats > 1:
-            result["systems"][name]["over_repeats"] = _over_repeats([r for _, _, r in runs])
+            result["systems"][name]["over_repeats"] = over_repeats([r for _, _, r in runs])
         print(f"{name}: f1 {rep['f1']:.4f} weighted {rep['weighted_f1']:.4f}", file=sys.stderr)
     return result
 

@@ -20,7 +20,7 @@ For k = 0, 25, 50, 100, 200 two things are scored:
 
 Means and sd over ``--splits`` seeded splits (and the random draws).
 
-    python benchmarks/review_benefit.py --cache-dir /tmp/bench/ocr \\
+    python -m benchmarks.review_benefit --cache-dir /tmp/bench/ocr \\
         --out-json /tmp/bench/review_benefit.json --out-png /tmp/bench/review_benefit.png
 """
 
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from adapt import _mean_sd, _summary, evaluate, predict_rows, save_k_plot, score_predictions, split_parts
-from learning_curve import _STATE, OUTCOMES, bench_cli, parallel_map, row_outcomes
-from real_dev import load_dev_rows
+from benchmarks.adapt import evaluate, predict_rows, score_predictions, split_parts
+from benchmarks.common import STATE, bench_cli, load_dev_rows, mean_sd, parallel_map, save_k_plot, score_summary
+from benchmarks.learning_curve import OUTCOMES, row_outcomes
 
 ARMS = ("least_confident", "random")
 _CORRECT = {OUTCOMES.index("tp"), OUTCOMES.index("tn")}
@@ -65,8 +65,8 @@ def _arm(order: Sequence[int], k: int, job: dict) -> dict:
     part_c, untrainable = job["base_on_c"], False
     if k:
         try:
-            adapted = fit_ranker([b[i] for i in chosen], _STATE["priors"], seed=seed, base=base)
-            part_c = evaluate(adapted, c, _STATE["priors"])
+            adapted = fit_ranker([b[i] for i in chosen], STATE["priors"], seed=seed, base=base)
+            part_c = evaluate(adapted, c, STATE["priors"])
         except ValueError:  # no reviewed row's label is among its candidates: nothing to learn, the base stays
             untrainable = True
     part_b = score_predictions(after_review(preds, b, chosen), b)
@@ -78,7 +78,7 @@ def _job(split: int) -> dict:
     """Every k and arm for one split."""
     from specread.rank.train import fit_ranker
 
-    args, priors, rows = _STATE["args"], _STATE["priors"], _STATE["rows"]
+    args, priors, rows = STATE["args"], STATE["priors"], STATE["rows"]
     _, b, c = parts = split_parts(rows, args.seed + split)
     base = fit_ranker(parts[0], priors, seed=0)
     preds, confidences = predict_rows(base, b, priors)
@@ -106,12 +106,12 @@ def _arm_table(runs: list[tuple[int, dict]], base: list[dict]) -> dict:
     part_c = [r["part_c"] for _, r in runs]
     delta = [r["part_c"]["weighted_f1"] - base[split]["weighted_f1"] for split, r in runs]
     return {
-        "part_c": {**_summary(part_c), "delta_weighted_f1_vs_k0": _mean_sd(delta)},
+        "part_c": {**score_summary(part_c), "delta_weighted_f1_vs_k0": mean_sd(delta)},
         "part_b_after_review": {
-            "f1": _mean_sd([r["part_b"]["f1"] for _, r in runs]),
-            "weighted_f1": _mean_sd([r["part_b"]["weighted_f1"] for _, r in runs]),
+            "f1": mean_sd([r["part_b"]["f1"] for _, r in runs]),
+            "weighted_f1": mean_sd([r["part_b"]["weighted_f1"] for _, r in runs]),
         },
-        "wrong_answers_reviewed": _mean_sd([r["fixed"] for _, r in runs]),
+        "wrong_answers_reviewed": mean_sd([r["fixed"] for _, r in runs]),
         "untrainable": sum(r["untrainable"] for _, r in runs),
         "runs": len(runs),
     }
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> tuple[dict, None]:
         "seed": args.seed,
         "ks": args.ks,
         "part_rows_abc": [res["sizes"] for res in results],
-        "part_b_wrong_before_review": _mean_sd([res["b_wrong"] for res in results]),
+        "part_b_wrong_before_review": mean_sd([res["b_wrong"] for res in results]),
         "by_k": table,
         "note": (
             "A review gives the gold label (a perfect reviewer). part_c: the base adapted with the k reviewed "

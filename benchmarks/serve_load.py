@@ -14,7 +14,7 @@ load, and prints one JSON document:
 RSS is read from ``/proc`` (Linux).
 
 Usage:
-    python benchmarks/serve_load.py --requests 200 --rounds 3 --workers 2
+    python -m benchmarks.serve_load --requests 200 --rounds 3 --workers 2
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import io
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,15 +34,10 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.common import free_port
 from specread.synth import SPECS, LabelSpec, render_label
 
 __all__ = ["main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--settle", type=float, default=3.0, help="idle seconds before each RSS reading")
     args = parser.parse_args(argv)
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="specread-load-") as tmp:
         cmd = [sys.executable, "-c", "from specread.cli import app; app()", "serve", "--port", str(port)]

@@ -13,9 +13,9 @@ workers (``getrusage(RUSAGE_CHILDREN)`` once the pool has been reaped) belong
 to that pair only. The OCR cache is off: every image is really read.
 
 Usage:
-    python benchmarks/throughput.py --sample 144 --seed 4 --presets fast,accurate --engines local
-    python benchmarks/throughput.py                       # every image of real-dev (run on a quiet machine)
-    python benchmarks/throughput.py --presets fast,int8 --profile 60 --profile-only   # where the time goes
+    python -m benchmarks.throughput --sample 144 --seed 4 --presets fast,accurate --engines local
+    python -m benchmarks.throughput                       # every image of real-dev (run on a quiet machine)
+    python -m benchmarks.throughput --presets fast,int8 --profile 60 --profile-only   # where the time goes
 
 On a shared machine compare ``cpu_s_per_image``: wall time depends on what
 else is running, CPU time much less.
@@ -243,14 +243,14 @@ def _profile_one(args: argparse.Namespace) -> dict:
 
     The first image is read once before timing (first-call set-up of the runtimes), then each image:
     decode (:func:`~specread.io.images.load_image`), the engine call (the models timed one by one by
-    :class:`stage_clock.StageClock`; ``ocr_other`` is the rest: pre/post-processing, layout),
+    :class:`benchmarks.stage_clock.StageClock`; ``ocr_other`` is the rest: pre/post-processing, layout),
     and selection (:meth:`~specread.pipeline.SpecReader.read_page`, the first pass only).
     """
+    from benchmarks.stage_clock import StageClock
     from specread.errors import ImageLoadError
     from specread.io.images import load_image
     from specread.pipeline import build_ocr_reader
     from specread.settings import ReaderConfig, preset
-    from stage_clock import StageClock  # benchmarks/, first on sys.path when this script runs
 
     with open(Path(args.work) / "input.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -391,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.append((runs, ["--one", preset, engine, *sizes]))
         for into, options in jobs:
             done = subprocess.run(
-                [sys.executable, __file__, *options, *common],
+                [sys.executable, "-m", "benchmarks.throughput", *options, *common],
                 capture_output=True,
                 text=True,
+                cwd=Path(__file__).resolve().parents[1],  # the repository root: `benchmarks` is a package there
                 env={**os.environ, "OMP_NUM_THREADS": "1"},
             )
             if done.returncode != 0:

@@ -10,8 +10,8 @@ machine), its peak RSS (``ru_maxrss``, and that of its
 feature workers), the peak of each stage, and the validation metrics per
 entity; the parent adds how time and memory grew against the rows::
 
-    .venv/bin/python benchmarks/train_scale.py                      # 26,000 and 263,000 labelled rows
-    .venv/bin/python benchmarks/train_scale.py --sizes 2000,8000    # a quick look
+    .venv/bin/python -m benchmarks.train_scale                      # 26,000 and 263,000 labelled rows
+    .venv/bin/python -m benchmarks.train_scale --sizes 2000,8000    # a quick look
 
 Prints one JSON document. 263,000 rows take several minutes on two cores.
 """

@@ -21,8 +21,8 @@ Reported, for the whole-image selector (``joint``) and for entities read one at 
 * ``sample_test``: on the official sample test (its images and rows), how many images asking
   for two or more dimensions get a repeated value (packaged model).
 
-    python benchmarks/whole_image.py --cv 5 --repeats 8
-    python benchmarks/whole_image.py --cv 5 --repeats 2 --preset fast --retry-side 1280
+    python -m benchmarks.whole_image --cv 5 --repeats 8
+    python -m benchmarks.whole_image --cv 5 --repeats 2 --preset fast --retry-side 1280
 """
 
 from __future__ import annotations
@@ -37,15 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from real_dev import DEFAULT_DATA, load_dev_rows
+from benchmarks.common import DEFAULT_DATA, DIMS, load_dev_rows
+from benchmarks.targets import cross_fitted
 from specread.extract.priors import load_priors
 from specread.metrics import normalize_answer, reliability, score_rows
 from specread.rank.select import DEFAULT_JOINT
 from specread.rank.train import cross_read, fit_ranker, grouped_folds
 from specread.types import LabelledRow, Prediction
-from targets import cross_fitted
 
-DIMS = ("width", "height", "depth")
 SAMPLE_TEST = DEFAULT_DATA.parent / "sample-test"
 
 

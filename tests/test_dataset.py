@@ -15,8 +15,6 @@ from specread.errors import InputFormatError, InputNotFoundError, MissingColumns
 from specread.io.dataset import (
     CsvTable,
     Label,
-    OutputWriter,
-    finalize_output,
     image_name,
     iter_unique_images,
     read_gold,
@@ -24,6 +22,7 @@ from specread.io.dataset import (
     read_predictions,
     read_rows,
 )
+from specread.io.output import OutputWriter, finalize_output
 from specread.metrics import score_rows
 from specread.settings import ReaderConfig
 

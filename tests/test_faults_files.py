@@ -1,28 +1,19 @@
 """The files area's fault scenarios (``benchmarks/faults_files.py``, issue 18 point 7), one per family, for real.
 
 Each runs the real ``specread predict`` (the OCR engine included) as a subprocess, so the
-test is slow; the whole set runs with ``python benchmarks/faults_files.py``.
+test is slow; the whole set runs with ``python -m benchmarks.faults_files``.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmarks import faults_files as faults
+
 KEYS = {"family", "case", "handled", "hung", "wrong_answers", "orphans", "rows_lost", "peak_rss_mb", "detail"}
-
-
-def _load(name: str):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module(name)
-
-
-faults = _load("faults_files")
 
 
 @pytest.fixture(scope="module")

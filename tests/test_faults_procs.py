@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-
-import faults_procs as fp  # noqa: E402  (benchmarks/ is put on sys.path above)
+from benchmarks import faults_procs as fp
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,6 @@ as a subprocess, hence slow.
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,12 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 KEYS = {"family", "case", "handled", "hung", "wrong_answers", "orphans", "rows_lost", "peak_rss_mb", "detail"}
 
 
 def _faults():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module("faults_service")
+    """``benchmarks.faults_service``, imported once FastAPI and uvicorn are known to be there."""
+    return importlib.import_module("benchmarks.faults_service")
 
 
 @pytest.mark.slow

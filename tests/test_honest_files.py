@@ -18,8 +18,9 @@ import pytest
 from conftest import TinyDataset, make_reader, write_csv
 from specread.batch.local import predict_csv
 from specread.errors import InputFormatError
-from specread.io.dataset import job_path, read_gold, read_labels, read_predictions, read_rows
+from specread.io.dataset import read_gold, read_labels, read_predictions, read_rows
 from specread.io.files import atomic_write
+from specread.io.output import job_path
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ every case is handled.
 
 from __future__ import annotations
 
-import importlib
 import io
 import ipaddress
 import json
@@ -24,17 +23,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmarks import hostile_cli, hostile_service
+from benchmarks import hostile_corpus as corpus
 
-
-def _load(name: str):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module(name)
-
-
-corpus = _load("hostile_corpus")
-hostile = _load("hostile")
+ROOT = Path(__file__).resolve().parents[1]
 
 KINDS = {"image", "url", "multipart", "slow"}
 EXPECTS = {
@@ -190,7 +182,7 @@ def test_url_cases_never_need_dns_or_name_a_public_address(cases: list) -> None:
     for case in cases:
         if case.kind != "url":
             continue
-        targets = hostile._literal_targets(case.data.decode())
+        targets = hostile_service.literal_targets(case.data.decode())
         assert targets is not None, case.name  # localhost, an IP literal or a numeric form: no DNS
         for address in targets:
             assert not _reaches_public(ipaddress.ip_address(address)), case.name
@@ -213,11 +205,11 @@ def _reaches_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def test_connections_blocked_records_instead_of_connecting() -> None:
     attempts: list[str] = []
-    with hostile._connections_blocked(attempts), pytest.raises(ConnectionRefusedError):
+    with hostile_service.connections_blocked(attempts), pytest.raises(ConnectionRefusedError):
         socket.create_connection(("10.0.0.1", 80), timeout=1)
     assert attempts == ["10.0.0.1"]
-    assert hostile._literal_targets("http://example.com/") is None
-    assert hostile.off_loopback_target("http://example.com/") == "a host name that would need DNS"
+    assert hostile_service.literal_targets("http://example.com/") is None
+    assert hostile_service.off_loopback_target("http://example.com/") == "a host name that would need DNS"
 
 
 def test_urls_a_permissive_policy_would_fetch_off_loopback_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,9 +218,9 @@ def test_urls_a_permissive_policy_would_fetch_off_loopback_are_caught(monkeypatc
     if not hasattr(fetch.FetchPolicy, "address_allowed"):
         pytest.skip("the fetch policy has no address_allowed to switch off")
     monkeypatch.setattr(fetch.FetchPolicy, "address_allowed", lambda self, address: True)
-    assert hostile.off_loopback_target("http://10.0.0.1/") == "10.0.0.1"
-    assert hostile.off_loopback_target("http://[64:ff9b::7f00:1]/") == "64:ff9b::7f00:1"
-    assert hostile.off_loopback_target("http://0x7f000001/") is None  # loopback: safe to send
+    assert hostile_service.off_loopback_target("http://10.0.0.1/") == "10.0.0.1"
+    assert hostile_service.off_loopback_target("http://[64:ff9b::7f00:1]/") == "64:ff9b::7f00:1"
+    assert hostile_service.off_loopback_target("http://0x7f000001/") is None  # loopback: safe to send
 
 
 def test_multipart_and_raw_request_builders() -> None:
@@ -269,14 +261,14 @@ def _listener(behaviour: str) -> tuple[socket.socket, threading.Event, threading
 
 @pytest.mark.parametrize("behaviour", ["hold", "close"])
 def test_raw_case_counts_connections_left_open(behaviour: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hostile, "SLACK", 0.3)
+    monkeypatch.setattr(hostile_service, "SLACK", 0.3)
     server, stop, thread = _listener(behaviour)
     port = server.getsockname()[1]
     try:
         stall = corpus.Case("stall", "slow", b"GET / HTTP/1.1\r\n", "close", mode="stall", timeout="header")
         idle = corpus.Case("idle", "slow", b"", "close", mode="idle", timeout="header", info={"connections": 3})
         dup = corpus.Case("dup", "slow", b"GET / HTTP/1.1\r\n\r\n", "reject", mode="send", timeout="header")
-        results = [hostile._raw_case(port, c, 0.2) for c in (stall, idle, dup)]
+        results = [hostile_service.raw_case(port, c, 0.2) for c in (stall, idle, dup)]
     finally:
         stop.set()
         thread.join(5)
@@ -322,14 +314,14 @@ with open(out, "w", newline="") as fh, open(failures, "w", newline="") as ff:
 def test_cli_isolation_names_the_case_that_crashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "fake_specread.py"
     fake.write_text(_FAKE_SPECREAD)
-    monkeypatch.setattr(hostile, "_specread", lambda: [sys.executable, str(fake)])
+    monkeypatch.setattr(hostile_cli, "specread_command", lambda: [sys.executable, str(fake)])
     label = corpus.image_cases()[0]
     crash = corpus.Case("crash_me", "image", b"x", "either", suffix=".png")
     after = corpus.Case("after_crash", "image", label.data, "read", suffix=".png")
     empty = corpus.Case("empty_file", "image", b"", "refuse", suffix=".jpg")
     work = tmp_path / "work"
     work.mkdir()
-    report = hostile.run_cli([label, empty, crash, after], work, 2, 30, time.monotonic() + 60)
+    report = hostile_cli.run_cli([label, empty, crash, after], work, 2, 30, time.monotonic() + 60)
     assert report["crashed"] == 1
     assert report["crashed_cases"][0]["case"] == "crash_me"
     assert "RuntimeError: boom" in report["crashed_cases"][0]["error"]
@@ -348,10 +340,10 @@ def test_cli_that_fails_on_everything_is_one_crash_not_one_per_case(
     fake = tmp_path / "fake_specread.py"
     fake.write_text(_FAKE_SPECREAD)
     (tmp_path / "broken").touch()
-    monkeypatch.setattr(hostile, "_specread", lambda: [sys.executable, str(fake)])
+    monkeypatch.setattr(hostile_cli, "specread_command", lambda: [sys.executable, str(fake)])
     work = tmp_path / "work"
     work.mkdir()
-    report = hostile.run_cli(corpus.image_cases()[:3], work, 2, 30, time.monotonic() + 60)
+    report = hostile_cli.run_cli(corpus.image_cases()[:3], work, 2, 30, time.monotonic() + 60)
     assert report["crashed_cases"] == [
         {
             "case": "(the CLI itself)",
@@ -366,7 +358,8 @@ def test_cli_that_fails_on_everything_is_one_crash_not_one_per_case(
 def test_quick_benchmark_prints_the_report(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "hostile.py"), "--quick", "--skip-faults", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.hostile", "--quick", "--skip-faults", "--out", str(out)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,

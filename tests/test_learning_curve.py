@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import itertools
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-lc = importlib.import_module("learning_curve")
+from benchmarks import learning_curve as lc
 
 
 @dataclass(frozen=True)

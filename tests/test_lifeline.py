@@ -19,16 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.faults_procs import orphans, tree
 from slow_engine import site_dir
 from specread.synth import make_dataset
 
 pytestmark = pytest.mark.slow  # about 50 s of subprocess runs (no real OCR)
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-
-from faults_procs import orphans, tree  # noqa: E402  (benchmarks/ is put on sys.path above)
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from specread.data import PACKAGED_MODEL
 from specread.errors import ModelMismatchError
 from specread.extract.features import CAPACITY_FEATURES, FEATURE_NAMES
 from specread.extract.priors import Priors, load_priors
-from specread.io.dataset import job_path, read_predictions
+from specread.io.dataset import read_predictions
+from specread.io.output import job_path
 from specread.ocr import engine as engine_module
 from specread.rank.model import MODEL_ENV, check_model, file_sha256, load_model, ocr_card, save_model
 from specread.rank.ranker import CandidateRanker

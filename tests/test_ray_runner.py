@@ -13,7 +13,8 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from specread.batch.local import predict_csv  # noqa: E402
 from specread.batch.ray_runner import predict_csv_ray  # noqa: E402
-from specread.io.dataset import job_path, read_predictions  # noqa: E402
+from specread.io.dataset import read_predictions  # noqa: E402
+from specread.io.output import job_path  # noqa: E402
 from specread.settings import ReaderConfig, preset  # noqa: E402
 from specread.synth import make_dataset  # noqa: E402
 

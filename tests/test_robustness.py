@@ -18,20 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from benchmarks.hostile_corpus import jpeg_scan_bomb, png_file
 from conftest import CliInvoke, FakeEngine, TinyDataset, build_tiny_dataset, make_reader, write_csv
 from specread.batch import local
 from specread.batch.local import predict_csv
 from specread.errors import JobMismatchError, MissingImagesError
 from specread.io.check import OFFICIAL_FORMAT
-from specread.io.dataset import job_path
 from specread.io.images import decode_image
+from specread.io.output import job_path
 from specread.pipeline import SpecReader
 from specread.readers import build_reader
 from specread.settings import ReaderConfig
 from specread.units.registry import get_registry
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from hostile_corpus import jpeg_scan_bomb, png_file
 
 HEADER = ["index", "image_link", "group_id", "entity_name"]
 ENTITIES = ("item_weight", "width", "voltage")

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
+from benchmarks import throughput
 from specread.settings import PRESETS, OcrSettings, ReaderConfig, preset
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-throughput = importlib.import_module("throughput")
 
 
 def _make(name: str, cpu: float, f1: float, retry: int = 0) -> dict:

@@ -27,7 +27,8 @@ from specread.batch.failures import Failure, FailureLog, failure_from
 from specread.batch.pool import results_as_done
 from specread.batch.warm import ocr_into_cache, warm_cache
 from specread.errors import MissingImagesError
-from specread.io.dataset import OutputWriter, Row, failures_path, image_name, output_columns, rows_digest
+from specread.io.dataset import Row, image_name, rows_digest
+from specread.io.output import OutputWriter, failures_path, output_columns
 from specread.io.rowtable import Answers, RowTable
 from specread.pipeline import reader_model
 from specread.readers import Reader, build_reader
@@ -410,7 +411,7 @@ def open_run(
 
     Before any work: the input rows are validated (or given as their table), the images folder
     must exist and (unless ``allow_missing``) hold most of the images, and the output must belong
-    to this job (:class:`~specread.io.dataset.OutputWriter`). After the runner's loop: the failures
+    to this job (:class:`~specread.io.output.OutputWriter`). After the runner's loop: the failures
     file is settled and the output rewritten in input order with one row per index, from the
     answers held in memory (:class:`~specread.io.rowtable.Answers`).
 

@@ -5,7 +5,7 @@ per ``group_id`` and entity, as the local runner sends its workers) flows
 through ``map_batches`` into a pool of actors; each actor builds its reader
 once in ``__init__`` (models loaded once per actor, not per batch) and answers
 with one record per key. The driver writes each key's answer to its rows in
-the same append-only :class:`specread.io.dataset.OutputWriter` as the local
+the same append-only :class:`specread.io.output.OutputWriter` as the local
 runner (:meth:`specread.batch.local.Run.record`), so a run killed at any point
 resumes with the indices it already has, and the final rewrite leaves exactly
 one row per input index in input order. Predictions equal the local runner's: both call

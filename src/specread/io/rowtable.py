@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from specread.errors import UnknownEntityError
-from specread.io.dataset import INPUT_COLUMNS, CsvTable, Row, output_row
+from specread.io.dataset import INPUT_COLUMNS, CsvTable, Row
 from specread.io.files import atomic_write
+from specread.io.output import output_row
 from specread.units.registry import get_registry
 
 __all__ = ["Answers", "RowTable"]

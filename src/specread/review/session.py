@@ -24,8 +24,8 @@ from specread.errors import (
     ReviewValueError,
     UnknownRowError,
 )
-from specread.io.dataset import output_columns, output_row
 from specread.io.files import atomic_write
+from specread.io.output import output_columns, output_row
 from specread.rank.select import Scorer
 from specread.review.answers import Choice, check_typed, choices
 from specread.review.queue import ReviewRow, order_rows

@@ -1,0 +1,290 @@
+"""What the benchmarks share: real-dev's labelled rows, parallel jobs, the command line, summaries, subprocesses.
+
+The scripts import these public helpers and never each other's private names, so a helper is
+changed in one place and a script can be read on its own (as docTR's ``references/*/utils.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from specread.metrics import normalize_answer
+from specread.settings import ReaderConfig, preset
+
+__all__ = [
+    "DEFAULT_DATA",
+    "DIMS",
+    "STATE",
+    "Finished",
+    "bench_cli",
+    "candidate_recall",
+    "child_env",
+    "descendants",
+    "free_port",
+    "kill_group",
+    "load_dev_rows",
+    "mb",
+    "mean_sd",
+    "over_repeats",
+    "parallel_map",
+    "proc_field",
+    "run_measured",
+    "save_k_plot",
+    "score_summary",
+    "specread_command",
+]
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-dev"
+"""The real challenge dev set (``labels.csv``, ``images/``), next to the checkout."""
+
+DIMS = ("width", "height", "depth")
+
+STATE: dict = {}
+"""What :func:`parallel_map` hands its jobs: set before the workers fork, so it is not pickled per job."""
+
+
+def load_dev_rows(
+    data: Path, cache_dir: str | None, preset_name: str = "accurate", retry_side: int = 0, workers: int = 2
+) -> tuple[list, Callable | None]:
+    """Real-dev labelled rows with their OCR pages (read through the cache, warmed first).
+
+    Returns ``(rows, retry)``: :class:`LabelledRow` list (unreadable images skipped) and, with
+    ``retry_side``, a row -> finer second page function for :func:`cross_validate` (else None).
+    """
+    from specread.batch.warm import warm_cache
+    from specread.errors import ImageLoadError
+    from specread.io.dataset import image_name
+    from specread.pipeline import build_pages
+    from specread.rank.train import load_labelled_rows
+
+    config = ReaderConfig(
+        scorer="rules", cache_dir=cache_dir or "default", ocr=preset(preset_name), retry_side=retry_side
+    )
+    with open(data / "labels.csv", newline="", encoding="utf-8") as fh:
+        paths = [data / "images" / image_name(r["image_file"]) for r in csv.DictReader(fh)]
+    warm_cache(paths, config, workers)
+    pages, finer = build_pages(config)
+
+    def page_or_none(read, path: Path):
+        try:
+            return read(path)
+        except ImageLoadError:
+            return None
+
+    rows = load_labelled_rows(data / "labels.csv", data / "images", lambda p: page_or_none(pages, p))
+    retry = (lambda row: page_or_none(finer, data / "images" / row.key)) if finer else None
+    return rows, retry
+
+
+def candidate_recall(rows) -> dict:
+    """Per entity, the share of rows whose label is among the candidates: no selector can beat it.
+
+    Rows answered by the group prior (nothing read) can still be right, so accuracy may exceed
+    it by a little.
+    """
+    from specread.extract.candidates import find_mentions
+    from specread.extract.features import page_candidates
+    from specread.extract.priors import load_priors
+
+    priors = load_priors()
+    hits: dict[str, list[bool]] = {}
+    for r in rows:
+        gold = normalize_answer(r.gold)
+        cands = page_candidates(r.page, find_mentions(r.page), r.entity, priors, r.group_id or None)
+        found = any(normalize_answer(f"{c.quantity.value} {c.quantity.unit}") == gold for c in cands)
+        hits.setdefault(r.entity, []).append(gold is not None and found)
+    return {e: {"rows": len(h), "label_among_candidates": round(sum(h) / len(h), 4)} for e, h in sorted(hits.items())}
+
+
+def mean_sd(values: Sequence[float]) -> dict:
+    """``{"mean", "sd"}`` of ``values``, rounded to 4 places as every benchmark reports them."""
+    return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values)), 4)}
+
+
+def over_repeats(reports: list[dict]) -> dict:
+    """Mean and spread of the scores over fold splits (one split of ~1k rows moves dims by +-3 pts)."""
+    series = {
+        "f1": [r["f1"] for r in reports],
+        "weighted_f1": [r["weighted_f1"] for r in reports],
+        **{e: [r["per_entity"][e]["accuracy"] for r in reports] for e in reports[0]["per_entity"]},
+    }
+    return {k: mean_sd(v) for k, v in series.items()}
+
+
+def score_summary(scores: list[dict]) -> dict:
+    """Mean and sd of each score (``f1``, ``weighted_f1``, ``per_entity_f1``) over runs."""
+    return {
+        "f1": mean_sd([s["f1"] for s in scores]),
+        "weighted_f1": mean_sd([s["weighted_f1"] for s in scores]),
+        "per_entity_f1": {  # over the runs whose part holds the entity (a small part can lack a rare one)
+            e: mean_sd([s["per_entity_f1"][e] for s in scores if e in s["per_entity_f1"]])
+            for e in sorted({e for s in scores for e in s["per_entity_f1"]})
+        },
+    }
+
+
+def parallel_map(fn: Callable, jobs: Sequence, workers: int, **state: object) -> list:
+    """``[fn(job) for job in jobs]`` over ``workers`` forked processes; ``state`` is read by ``fn`` from ``STATE``."""
+    STATE.clear()
+    STATE.update(state)
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(j) for j in jobs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(fn, jobs, chunksize=1)
+
+
+def bench_cli(doc: str, add_arguments: Callable, run: Callable, plot: Callable) -> None:
+    """The shared command line of the real-dev training benchmarks: parse, ``run``, print and write JSON, ``plot``.
+
+    ``run(args)`` returns ``(result, extra)``; ``plot(result, extra, path)`` draws the PNG.
+    """
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="real-dev folder (labels.csv, images/)")
+    parser.add_argument("--cache-dir", default=None, help="OCR cache (accurate preset); cold OCR without it")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out-json", type=Path, default=None)
+    parser.add_argument("--out-png", type=Path, default=None)
+    add_arguments(parser)
+    args = parser.parse_args()
+    args.data = args.data.resolve()
+    if not (args.data / "labels.csv").exists():
+        parser.error(f"no labels.csv under {args.data}")
+    result, extra = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out_json:
+        args.out_json.write_text(text + "\n")
+    if args.out_png:
+        plot(result, extra, args.out_png)
+        print(f"plot: {args.out_png}", file=sys.stderr)
+
+
+def save_k_plot(fig: object, axes: Sequence, ks: Sequence[int], path: Path) -> None:
+    """Label every panel's x axis with the k values alone, add the legends, and write the figure to ``path``."""
+    import matplotlib.pyplot as plt
+
+    for axis in axes:
+        axis.minorticks_off()
+        axis.set_xticks(ks, [str(k) for k in ks])
+        axis.legend(fontsize=8)
+    fig.tight_layout()  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=120)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+
+
+# -- subprocesses: the hostile and fault benchmarks ------------------------------------------------------------------
+def specread_command() -> list[str]:
+    """The ``specread`` console script next to this Python, or the same entry point through ``-c``."""
+    script = Path(sys.executable).with_name("specread")
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from specread.cli import app; app()"]
+
+
+def child_env() -> dict[str, str]:
+    """Child environment: plain, very wide log lines (one warning per line, parseable)."""
+    return {**os.environ, "COLUMNS": "10000", "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+
+
+def mb(kb: float) -> float:
+    return round(kb / 1024, 1)
+
+
+@dataclass
+class Finished:
+    """A subprocess that ran to its end or was killed at its timeout."""
+
+    returncode: int
+    timed_out: bool
+    peak_rss_mb: float
+    wall_s: float
+    stdout: str
+    stderr: str
+
+    @property
+    def failed(self) -> bool:
+        return self.timed_out or self.returncode != 0 or "Traceback" in self.stderr
+
+    def why(self) -> str:
+        """One line: timeout, signal or the last line of the error output."""
+        if self.timed_out:
+            return f"timed out after {self.wall_s:.0f} s"
+        if self.returncode < 0:
+            return f"killed by signal {signal.Signals(-self.returncode).name}"
+        lines = [ln.strip(" │|") for ln in self.stderr.strip().splitlines() if ln.strip(" │|╰─╯")]
+        return f"exit {self.returncode}: {lines[-1][:300] if lines else '(no output)'}"
+
+
+def kill_group(pgid: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def run_measured(cmd: list[str], timeout: float) -> Finished:
+    """Run ``cmd`` in its own session; its peak RSS is the ``ru_maxrss`` of its tree from ``os.wait4``."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=child_env(), start_new_session=True)
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > timeout:
+                timed_out = True
+                kill_group(proc.pid)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        kill_group(proc.pid)  # pool workers orphaned by a crash
+        wall = time.monotonic() - start
+        out.seek(0)
+        err.seek(0)
+        return Finished(
+            proc.returncode,
+            timed_out,
+            mb(usage.ru_maxrss),
+            round(wall, 1),
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from ``/proc/PID/task/*/children``)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with suppress(OSError):
+            for child in map(int, task.read_text().split()):
+                out += [child, *descendants(child)]
+    return out
+
+
+def proc_field(pid: int, name: str) -> str:
+    with suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return line.split(":", 1)[1].strip()
+    return ""
