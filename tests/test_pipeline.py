@@ -112,3 +112,21 @@ def test_finer_view_reads_like_a_separate_engine_and_leaves_the_first_alone() ->
     assert view(image) == RapidOcrEngine(det_side=1600)(image)
     assert view.fingerprint() == RapidOcrEngine(det_side=1600).fingerprint() != first.fingerprint()
     assert first(image) == before
+
+
+def test_a_loaded_model_is_passed_along_not_loaded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_reader uses the model folder it is handed: the reader's selector is that model's, nothing reloads it."""
+    import specread.pipeline
+    from specread.rank.model import load_model
+
+    model = load_model()
+
+    def refuse(config: ReaderConfig) -> None:
+        raise AssertionError("the model folder was loaded again")
+
+    monkeypatch.setattr(specread.pipeline, "reader_model", refuse)
+    reader = build_reader(ReaderConfig(cache_dir=None), engine=_engine(*FIRST), model=model)
+    assert reader.selector.scorer is model.ranker and reader.selector.priors is model.priors
+    assert reader.read(IMAGE, ["item_weight"]).predictions["item_weight"].text == "500.0 gram"
+    with pytest.raises(ValueError, match="only be given to the 'ocr' reader"):
+        build_reader(ReaderConfig(reader="vlm", cache_dir=None), model=model)
