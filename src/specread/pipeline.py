@@ -72,7 +72,7 @@ class PageSource:
             # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
             arr = decode_image(data, name, max_side=getattr(self.engine, "max_side", None))
         if self.engine is None:
-            raise RuntimeError("this reader has no OCR engine; pass OCR pages to its selector instead (selector.select)")
+            raise RuntimeError("this reader has no OCR engine; give OCR pages to its selector (selector.select)")
         page = self.engine(arr)
         if digest and self.cache is not None:
             self.cache.put(digest, page)
