@@ -244,7 +244,7 @@ def _profile_one(args: argparse.Namespace) -> dict:
     The first image is read once before timing (first-call set-up of the runtimes), then each image:
     decode (:func:`~specread.io.images.load_image`), the engine call (the models timed one by one by
     :class:`benchmarks.stage_clock.StageClock`; ``ocr_other`` is the rest: pre/post-processing, layout),
-    and selection (:meth:`~specread.pipeline.SpecReader.read_page`, the first pass only).
+    and selection (:meth:`~specread.rank.select.Selector.select`, the first pass only).
     """
     from benchmarks.stage_clock import StageClock
     from specread.errors import ImageLoadError
@@ -258,7 +258,7 @@ def _profile_one(args: argparse.Namespace) -> dict:
     for r in rows:
         by_link[r["image_link"]].append(r)
     reader = build_ocr_reader(ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None))
-    engine = reader.engine
+    engine = reader.pages.engine
     clock = StageClock.attach(engine)  # type: ignore[arg-type]
     totals: dict[str, float] = defaultdict(float)
     done = 0
@@ -274,7 +274,7 @@ def _profile_one(args: argparse.Namespace) -> dict:
         models = sum(clock.seconds.values())
         page = engine(image)  # type: ignore[misc]
         read = time.process_time()
-        reader.read_page(page, entities, image_rows[0]["group_id"])
+        reader.selector.select(page, entities, image_rows[0]["group_id"])
         selected = time.process_time()
         if i == 0:  # warm-up
             clock.reset()

@@ -160,18 +160,18 @@ def test_a_rerun_retries_the_failed_images_only(tmp_path: Path, fake_engine: Fak
 def test_a_failure_anywhere_in_the_pipeline_is_the_images_alone(
     tmp_path: Path, fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from specread.pipeline import SpecReader
+    from specread.rank.select import Selector
 
     ds = build_tiny_dataset(tmp_path / "d", fake_engine)
     bad_link = ds.link("img_001.png")
-    real_read_page = SpecReader.read_page
+    real_select = Selector._select
 
-    def read_page(self, page, entities, group_id=None, retry=None):  # type: ignore[no-untyped-def]
+    def select(self, page, entities, group_id=None, retry=None):  # type: ignore[no-untyped-def]
         if any(t.text == "Input 230V" for t in page.tokens):  # img_001's first line (conftest.TINY_SPECS)
             raise ZeroDivisionError("a bug in selection")
-        return real_read_page(self, page, entities, group_id, retry)
+        return real_select(self, page, entities, group_id, retry)
 
-    monkeypatch.setattr(SpecReader, "read_page", read_page)
+    monkeypatch.setattr(Selector, "_select", select)
     out = tmp_path / "out.csv"
     stats = predict_csv(ds.input_csv, ds.images, out, reader=make_reader(fake_engine))
 

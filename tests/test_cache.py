@@ -70,9 +70,9 @@ def test_second_read_of_the_same_bytes_does_not_call_the_engine(tmp_path: Path) 
     data = _make_png()
     engine = _make_engine(data, ["Net Wt 500 g"])
     reader = make_reader(engine, cache_dir=tmp_path)
-    first = reader.ocr(data)
+    first = reader.pages(data)
     assert engine.calls == 1
-    assert reader.ocr(data) == first
+    assert reader.pages(data) == first
     assert engine.calls == 1
     # The same content from a file, and through read(), still hits the cache.
     path = tmp_path / "copy.png"
@@ -81,7 +81,7 @@ def test_second_read_of_the_same_bytes_does_not_call_the_engine(tmp_path: Path) 
     assert engine.calls == 1
     assert result.predictions["item_weight"].text == "500.0 gram"
     # A fresh reader (a new process, a re-run) reads the entry from disk.
-    assert make_reader(engine, cache_dir=tmp_path).ocr(path) == first
+    assert make_reader(engine, cache_dir=tmp_path).pages(path) == first
     assert engine.calls == 1
     assert (tmp_path / engine.fingerprint() / image_digest(data)[:2] / f"{image_digest(data)}.json").is_file()
 
@@ -106,7 +106,7 @@ def test_different_bytes_are_different_entries(tmp_path: Path) -> None:
     engine = _make_engine(a, ["1 kg"])
     engine.register(Image.open(io.BytesIO(b)), ["2 kg"])
     reader = make_reader(engine, cache_dir=tmp_path)
-    assert reader.ocr(a) != reader.ocr(b)
+    assert reader.pages(a) != reader.pages(b)
     assert engine.calls == 2
 
 
@@ -114,8 +114,8 @@ def test_no_cache_calls_the_engine_every_time(tmp_path: Path) -> None:
     data = _make_png()
     engine = _make_engine(data, ["1 kg"])
     reader = make_reader(engine, cache_dir=None)
-    reader.ocr(data)
-    reader.ocr(data)
+    reader.pages(data)
+    reader.pages(data)
     assert engine.calls == 2
 
 
@@ -124,8 +124,8 @@ def test_arrays_bypass_the_cache(tmp_path: Path) -> None:
     engine = _make_engine(data, ["1 kg"])
     reader = make_reader(engine, cache_dir=tmp_path)
     arr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    reader.ocr(arr)
-    reader.ocr(arr)
+    reader.pages(arr)
+    reader.pages(arr)
     assert engine.calls == 2
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
@@ -134,5 +134,5 @@ def test_default_cache_dir_is_used_by_build_reader(_isolated_cache: Path) -> Non
     data = _make_png()
     engine = _make_engine(data, ["1 kg"])
     reader = build_reader(ReaderConfig(cache_dir="default"), engine=engine)
-    reader.ocr(data)
+    reader.pages(data)
     assert (_isolated_cache / engine.fingerprint()).is_dir()

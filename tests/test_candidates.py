@@ -124,7 +124,7 @@ def test_empty_page_has_no_candidates() -> None:
 def test_read_page_picks_the_value_its_keyword_names() -> None:
     reader = make_reader(FakeEngine())
     page = make_page(["Max load 150 kg", "Net Wt 500 g"])
-    result = reader.read_page(page, ["item_weight", "maximum_weight_recommendation"])
+    result = reader.selector.select(page, ["item_weight", "maximum_weight_recommendation"])
     preds, cands = result.predictions, result.candidates
     assert preds["item_weight"].text == "500.0 gram"
     assert preds["maximum_weight_recommendation"].text == "150.0 kilogram"
@@ -135,13 +135,13 @@ def test_read_page_picks_the_value_its_keyword_names() -> None:
 
 def test_read_page_without_candidates() -> None:
     page = make_page(["Premium Quality"])
-    preds = make_reader(FakeEngine(), priors_fallback=False).read_page(page, ["voltage"]).predictions
+    preds = make_reader(FakeEngine(), priors_fallback=False).selector.select(page, ["voltage"]).predictions
     assert preds["voltage"].text == "" and preds["voltage"].value is None
-    preds = make_reader(FakeEngine(), priors_fallback=True).read_page(page, ["voltage"]).predictions
+    preds = make_reader(FakeEngine(), priors_fallback=True).selector.select(page, ["voltage"]).predictions
     assert preds["voltage"].source == "prior"
     assert preds["voltage"].text == load_priors().describe("voltage") != ""  # the prior's guess, not any unit
 
 
 def test_read_page_rejects_unknown_entities() -> None:
     with pytest.raises(UnknownEntityError, match="colour"):
-        make_reader(FakeEngine()).read_page(make_page(["1 kg"]), ["item_weight", "colour"])
+        make_reader(FakeEngine()).selector.select(make_page(["1 kg"]), ["item_weight", "colour"])

@@ -172,3 +172,27 @@ def test_train_reads_each_image_once_and_writes_a_model_folder(
     assert result.exit_code == 0, result.output
     assert f"trained on {len(tmp_dataset.rows)} labelled rows, seed 3" in result.output
     assert load_model(model).ranker.booster_ is not None
+
+
+# -- the typed reader options ---------------------------------------------------------------
+
+
+def test_reader_options_default_to_the_settings_default() -> None:
+    from specread.cli.options import ReaderOptions
+
+    assert ReaderOptions().config() == ReaderConfig()
+
+
+@pytest.mark.parametrize(("module", "command"), [("predict", "predict"), ("predict", "read"), ("serve", "serve")])
+def test_each_commands_reader_option_defaults_as_the_options_object_does(module: str, command: str) -> None:
+    """A command declares its reader options with the same defaults :class:`ReaderOptions` has."""
+    import importlib
+    import inspect
+
+    from specread.cli.options import ReaderOptions
+
+    fields = {f.name: f.default for f in dataclasses.fields(ReaderOptions)}
+    params = inspect.signature(getattr(importlib.import_module(f"specread.cli.{module}"), command)).parameters
+    shared = {name: p.default for name, p in params.items() if name in fields}
+    assert {"preset", "model", "min_precision", "cache_dir"} <= set(shared)
+    assert shared == {name: fields[name] for name in shared}

@@ -204,7 +204,8 @@ def _box_run(tmp_path: Path, out: Path) -> list[list[str]]:
     from PIL import Image
 
     from specread.batch.local import predict_csv
-    from specread.pipeline import SpecReader
+    from specread.pipeline import PageSource, SpecReader
+    from specread.rank.select import Selector
 
     images = tmp_path / "images"
     images.mkdir(exist_ok=True)
@@ -212,7 +213,7 @@ def _box_run(tmp_path: Path, out: Path) -> list[list[str]]:
     rows = [(i, "https://example.com/box.png", "1", e) for i, e in enumerate(DIMS)]
     input_csv = write_csv(tmp_path / "in.csv", ["index", "image_link", "group_id", "entity_name"], rows)
     model = load_model()
-    reader = SpecReader(_BoxEngine(), model.ranker, model.priors)
+    reader = SpecReader(PageSource(_BoxEngine()), Selector(model.ranker, model.priors))
     predict_csv(input_csv, images, out, reader=reader)
     with open(out, newline="", encoding="utf-8") as fh:
         return list(csv.reader(fh))

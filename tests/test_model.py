@@ -135,7 +135,8 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert loaded.priors.to_dict() == packaged.priors.to_dict()
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "priors.json", "ranker.txt"]
     ds = _dataset(tmp_path / "d", FakeEngine())
-    rows = load_labelled_rows(ds.gold_csv, ds.images, build_reader(ReaderConfig(cache_dir=None), engine=ds.engine).ocr)
+    pages = build_reader(ReaderConfig(cache_dir=None), engine=ds.engine).pages
+    rows = load_labelled_rows(ds.gold_csv, ds.images, pages)
     X, _, q, _w = build_examples(rows, packaged.priors)
     assert len(X) > 20
     np.testing.assert_array_equal(loaded.ranker.predict_proba(X, q), packaged.ranker.predict_proba(X, q))

@@ -12,25 +12,32 @@ from specread.errors import UnknownEntityError
 from specread.extract.priors import load_priors
 from specread.pipeline import PageSource, SpecReader
 from specread.rank.rules import RuleScorer
+from specread.rank.select import Selector
 from specread.readers import build_reader
 from specread.settings import ReaderConfig, preset
 from specread.types import OcrPage
 
 
+def _rules(engine: FakeEngine | None = None, retry: FakeEngine | None = None) -> SpecReader:
+    """A rules reader built from its stages, as :func:`build_ocr_reader` builds one."""
+    return SpecReader(PageSource(engine), Selector(RuleScorer(), load_priors()), retry=retry and PageSource(retry))
+
+
 def test_unknown_entity_fails_before_any_image_work() -> None:
-    reader = SpecReader(None, RuleScorer(), load_priors())
+    engine = FakeEngine()
+    reader = _rules(engine)
     # Bytes that are no image: an OCR-first reader would raise ImageLoadError instead.
     with pytest.raises(UnknownEntityError, match="colour"):
         reader.read(b"not an image", ["colour"])
+    assert engine.calls == 0
 
 
 def test_empty_page_answers_from_priors_or_blank() -> None:
     page = OcrPage((), 100, 100)
-    with_priors = SpecReader(None, RuleScorer(), load_priors())
-    pred = with_priors.read_page(page, ["item_weight"]).predictions["item_weight"]
+    pred = Selector(RuleScorer(), load_priors()).select(page, ["item_weight"]).predictions["item_weight"]
     assert pred.source == "prior" and pred.text.endswith(" gram") and pred.confidence < 0.1
-    blank = SpecReader(None, RuleScorer(), load_priors(), use_priors_fallback=False)
-    assert blank.read_page(page, ["item_weight"]).predictions["item_weight"].text == ""
+    blank = Selector(RuleScorer(), load_priors(), use_priors_fallback=False)
+    assert blank.select(page, ["item_weight"]).predictions["item_weight"].text == ""
 
 
 def test_build_reader_rejects_unknown_names() -> None:
@@ -42,7 +49,7 @@ def test_build_reader_rejects_unknown_names() -> None:
 
 def test_default_reader_uses_the_shipped_ranker() -> None:
     reader = build_reader(ReaderConfig(cache_dir=None))
-    assert reader.scorer.name == "ranker"
+    assert reader.selector.scorer.name == "ranker"
 
 
 IMAGE = np.zeros((8, 8, 3), dtype=np.uint8)
@@ -61,7 +68,7 @@ FINER = ("Net Wt 500 g", "Input 12V DC")
 
 def test_second_pass_answers_only_the_entities_the_first_page_missed() -> None:
     finer = _engine(*FINER)
-    reader = SpecReader(_engine(*FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
+    reader = _rules(_engine(*FIRST), retry=finer)
     preds = reader.read(IMAGE, ["item_weight", "voltage"]).predictions
     assert (preds["item_weight"].value, preds["item_weight"].unit) == (500, "gram")
     assert (preds["voltage"].value, preds["voltage"].unit, preds["voltage"].source) == (12, "volt", "rules")
@@ -70,13 +77,13 @@ def test_second_pass_answers_only_the_entities_the_first_page_missed() -> None:
 
 def test_no_second_pass_when_every_entity_has_a_candidate() -> None:
     finer = _engine(*FINER)
-    reader = SpecReader(_engine(*FIRST), RuleScorer(), load_priors(), retry=PageSource(finer))
+    reader = _rules(_engine(*FIRST), retry=finer)
     reader.read(IMAGE, ["item_weight"])
     assert finer.calls == 0
 
 
 def test_second_pass_that_reads_nothing_new_keeps_the_prior_answer() -> None:
-    reader = SpecReader(_engine(*FIRST), RuleScorer(), load_priors(), retry=PageSource(_engine(*FIRST)))
+    reader = _rules(_engine(*FIRST), retry=_engine(*FIRST))
     assert reader.read(IMAGE, ["wattage"]).predictions["wattage"].source == "prior"
 
 
@@ -89,8 +96,8 @@ def test_retry_side_is_checked_and_shares_the_first_engine(tmp_path) -> None:
         build_reader(ReaderConfig(cache_dir=None, ocr=accurate, retry_side=4000))
     reader = build_reader(ReaderConfig(cache_dir=str(tmp_path), ocr=accurate, retry_side=1600))
     assert reader.retry is not None and reader.retry.engine.settings.det_side == 1600
-    assert reader.retry.engine.load() is reader.engine.load()  # one set of models
-    assert reader.retry.cache.root != reader.cache.root  # pages of each pass cached apart
+    assert reader.retry.engine.load() is reader.pages.engine.load()  # one set of models
+    assert reader.retry.cache.root != reader.pages.cache.root  # pages of each pass cached apart
 
 
 @pytest.mark.slow
@@ -104,3 +111,21 @@ def test_finer_view_reads_like_a_separate_engine_and_leaves_the_first_alone() ->
     assert view(image) == rapid_engine(det_side=1600)(image)
     assert view.fingerprint() == rapid_engine(det_side=1600).fingerprint() != first.fingerprint()
     assert first(image) == before
+
+
+def test_a_loaded_model_is_passed_along_not_loaded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_reader uses the model folder it is handed: the reader's selector is that model's, nothing reloads it."""
+    import specread.pipeline
+    from specread.rank.model import load_model
+
+    model = load_model()
+
+    def refuse(config: ReaderConfig) -> None:
+        raise AssertionError("the model folder was loaded again")
+
+    monkeypatch.setattr(specread.pipeline, "reader_model", refuse)
+    reader = build_reader(ReaderConfig(cache_dir=None), engine=_engine(*FIRST), model=model)
+    assert reader.selector.scorer is model.ranker and reader.selector.priors is model.priors
+    assert reader.read(IMAGE, ["item_weight"]).predictions["item_weight"].text == "500.0 gram"
+    with pytest.raises(ValueError, match="only be given to the 'ocr' reader"):
+        build_reader(ReaderConfig(reader="vlm", cache_dir=None), model=model)

@@ -21,10 +21,10 @@ from specread.errors import NotFittedError
 from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
 from specread.extract.priors import Priors, load_priors
-from specread.pipeline import SpecReader
 from specread.rank.model import load_model
 from specread.rank.ranker import CandidateRanker
 from specread.rank.rules import RuleScorer
+from specread.rank.select import Selector
 from specread.rank.split import GroupedKFold
 from specread.rank.train import build_examples, fit_ranker, grouped_folds
 from specread.types import LabelledRow, OcrPage, OcrToken
@@ -79,12 +79,12 @@ def _make_rows(n: int, seed: int) -> list[LabelledRow]:
 
 
 def _accuracy(scorer, rows: list[LabelledRow]) -> float:
-    reader = SpecReader(None, scorer, load_priors())
+    selector = Selector(scorer, load_priors())
     from specread.metrics import normalize_answer
 
     hits = 0
     for r in rows:
-        pred = reader.read_page(r.page, [r.entity], r.group_id).predictions[r.entity]
+        pred = selector.select(r.page, [r.entity], r.group_id).predictions[r.entity]
         hits += normalize_answer(pred.text) == normalize_answer(r.gold)
     return hits / len(rows)
 
@@ -291,8 +291,7 @@ def test_shipped_model_beats_the_rules_on_weights_printed_in_two_units() -> None
 def test_confidence_is_the_winner_probability_when_read_one_at_a_time() -> None:
     model = load_model().ranker
     page = _make_drawing("40 cm", "25 cm", "60 cm")
-    reader = SpecReader(None, model, load_priors(), joint=None)
-    pred = reader.read_page(page, ["height"]).predictions["height"]
+    pred = Selector(model, load_priors(), joint=None).select(page, ["height"]).predictions["height"]
     cands = page_candidates(page, find_mentions(page), "height", load_priors())
     assert pred.confidence == pytest.approx(max(model.score("height", cands)))
     assert 0.0 < pred.confidence < 1.0 and pred.source == "ranker"
@@ -302,8 +301,8 @@ def test_whole_image_confidence_is_the_answers_share_of_the_assignments() -> Non
     """Read jointly, a dimension's confidence is the probability mass of its answer over the assignments."""
     model = load_model().ranker
     page = _make_drawing("40 cm", "25 cm", "60 cm")
-    alone = SpecReader(None, model, load_priors(), joint=None).read_page(page, ["height"]).predictions["height"]
-    joint = SpecReader(None, model, load_priors()).read_page(page, ["height"]).predictions["height"]
+    alone = Selector(model, load_priors(), joint=None).select(page, ["height"]).predictions["height"]
+    joint = Selector(model, load_priors()).select(page, ["height"]).predictions["height"]
     assert joint.text == alone.text  # asked alone, the unasked roles do not take its size away
     assert 0.0 < joint.confidence <= 1.0 and joint.confidence != pytest.approx(alone.confidence)
 

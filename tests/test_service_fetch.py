@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from specread.errors import BadUrlError, FetchFailedError, FetchTimeoutError, FetchTooLargeError, UrlNotAllowedError
 from specread.service.app import create_app
-from specread.service.fetch import fetch_image
+from specread.service.fetch import address_allowed, fetch_image
 from specread.settings import FetchPolicy, ReaderConfig, ServiceSettings
 from specread.synth import LabelSpec, render_label
 
@@ -155,8 +155,8 @@ def _resolver(table: dict[str, list[str]]):
     ],
 )
 def test_non_public_addresses_are_refused_by_default(address: str) -> None:
-    assert not FetchPolicy().address_allowed(address)
-    assert FetchPolicy(allow_private=True).address_allowed(address)
+    assert not address_allowed(FetchPolicy(), address)
+    assert address_allowed(FetchPolicy(allow_private=True), address)
 
 
 @pytest.mark.parametrize(
@@ -171,21 +171,29 @@ def test_non_public_addresses_are_refused_by_default(address: str) -> None:
     ],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
-    assert FetchPolicy().address_allowed(address)
+    assert address_allowed(FetchPolicy(), address)
 
 
 def test_allowed_networks_match_the_embedded_ipv4_address() -> None:
     policy = FetchPolicy(allowed_networks=("10.0.0.0/24",))
-    assert policy.address_allowed("64:ff9b::a00:5") and policy.address_allowed("::ffff:10.0.0.5")
-    assert not policy.address_allowed("64:ff9b::a00:105")  # 10.0.1.5
+    assert address_allowed(policy, "64:ff9b::a00:5") and address_allowed(policy, "::ffff:10.0.0.5")
+    assert not address_allowed(policy, "64:ff9b::a00:105")  # 10.0.1.5
 
 
 def test_allowed_networks_open_only_those_networks() -> None:
     policy = FetchPolicy(allowed_networks=("127.0.0.1/32",))
-    assert policy.address_allowed("127.0.0.1")
-    assert not policy.address_allowed("127.0.0.2")
+    assert address_allowed(policy, "127.0.0.1")
+    assert not address_allowed(policy, "127.0.0.2")
     with pytest.raises(ValueError):
         FetchPolicy(allowed_networks=("not-a-network",))
+
+
+def test_the_address_rules_live_beside_the_code_that_connects() -> None:
+    """The settings hold only the policy's values; which addresses they open is decided in fetch alone."""
+    import specread.settings
+
+    assert not hasattr(FetchPolicy, "address_allowed")
+    assert not any(hasattr(specread.settings, name) for name in ("is_public_address", "_embedded_ipv4"))
 
 
 # -- fetching ----------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The OCR reader: image -> OCR page (cached) -> candidates -> one prediction per entity.
 
-:class:`SpecReader` receives ready stage objects (engine, cache, selector);
-:func:`build_ocr_reader` makes them from a plain
+:class:`SpecReader` receives ready stages (its pages, its selector, a second pass);
+:func:`build_pages` and :func:`build_selector` make them, and :func:`build_ocr_reader`
+puts them together, from a plain
 :class:`~specread.settings.ReaderConfig`, which is picklable so worker
 processes and Ray actors can build identical readers. Readers of every kind
 (this one, and the VLM ones the ``vlm`` extra registers) are built by name
@@ -9,7 +10,7 @@ through :func:`specread.readers.build_reader`.
 
 Example:
     >>> from specread.pipeline import build_ocr_reader
-    >>> from specread.settings import JointSettings, ReaderConfig
+    >>> from specread.settings import ReaderConfig
     >>> reader = build_ocr_reader(ReaderConfig(cache_dir=None))   # doctest: +SKIP
     >>> reader.read("label.png", ["item_weight"]).predictions["item_weight"].text   # doctest: +SKIP
     '500.0 gram'
@@ -17,24 +18,31 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from specread.errors import ModelMismatchError
-from specread.extract.priors import Priors
 from specread.io.images import decode_image, image_digest, read_image_bytes
 from specread.ocr.cache import OcrCache, default_cache_dir
 from specread.ocr.engine import OcrEngine, build_engine
-from specread.rank.calibrate import Calibration
 from specread.rank.model import Model, check_model, load_model
-from specread.rank.select import DEFAULT_JOINT, Scorer, Selector
-from specread.settings import JointSettings, ReaderConfig
+from specread.rank.select import Scorer, Selector
+from specread.settings import ReaderConfig
 from specread.types import ImageInput, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
-__all__ = ["SCORERS", "PageSource", "SpecReader", "answer_thresholds", "build_ocr_reader", "reader_model"]
+__all__ = [
+    "SCORERS",
+    "PageSource",
+    "SpecReader",
+    "answer_thresholds",
+    "build_ocr_reader",
+    "build_pages",
+    "build_selector",
+    "reader_model",
+]
 
 
 class PageSource:
@@ -64,7 +72,7 @@ class PageSource:
             # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
             arr = decode_image(data, name, max_side=None if self.engine is None else self.engine.max_side)
         if self.engine is None:
-            raise RuntimeError("this reader has no OCR engine; pass OCR pages to read_page() instead")
+            raise RuntimeError("this reader has no OCR engine; give OCR pages to its selector (selector.select)")
         page = self.engine(arr)
         if digest and self.cache is not None:
             self.cache.put(digest, page)
@@ -74,79 +82,40 @@ class PageSource:
 class SpecReader:
     """Reads entity values off product images with OCR (implements :class:`specread.readers.Reader`).
 
+    Built from ready stages, as docTR's ``OCRPredictor(det_predictor, reco_predictor)`` is:
+    :func:`build_ocr_reader` makes them from a :class:`~specread.settings.ReaderConfig`, and a
+    test or a benchmark may hand in its own.
+
     Args:
-        engine: OCR engine (called once per unique image content).
-        scorer: candidate scorer.
-        priors: training-label priors (features and blind guesses).
-        cache: OCR page cache.
-        use_priors_fallback: when no candidate exists, answer the prior's guess.
+        pages: the OCR stage: image -> page, through its cache.
+        selector: the selection stage: page -> one prediction per entity (the scorer, priors,
+            calibration and answer thresholds are its own; read them there).
         retry: a finer OCR pass, used only for entities the first page gives no
             candidate (see :attr:`ReaderConfig.retry_side`).
-        calibration: the model folder's confidence calibration (raw confidences without it).
-        joint: how an image's entities of one unit dimension are read together.
-        min_confidence: the confidence an answer needs, per entity or for all (see :class:`Selector`).
     """
 
     batch_images = 1
     """Images per :meth:`read_many` call in the batch runner: OCR gains nothing from batching images."""
 
-    def __init__(
-        self,
-        engine: OcrEngine | None,
-        scorer: Scorer,
-        priors: Priors,
-        cache: OcrCache | None = None,
-        use_priors_fallback: bool = True,
-        retry: PageSource | None = None,
-        calibration: Calibration | None = None,
-        joint: JointSettings | None = DEFAULT_JOINT,
-        min_confidence: Mapping[str, float] | float = 0.0,
-    ) -> None:
-        self.engine = engine
-        self.selector = Selector(scorer, priors, use_priors_fallback, joint, calibration, min_confidence)
-        self.cache = cache
+    def __init__(self, pages: PageSource, selector: Selector, retry: PageSource | None = None) -> None:
+        self.pages = pages
+        self.selector = selector
         self.retry = retry
 
-    @property
-    def scorer(self) -> Scorer:
-        return self.selector.scorer
-
-    @property
-    def priors(self) -> Priors:
-        return self.selector.priors
-
-    # -- OCR -------------------------------------------------------------------
-    def ocr(self, image: ImageInput) -> OcrPage:
-        """OCR an image path, bytes or RGB array, through the cache when the content is known."""
-        return PageSource(self.engine, self.cache)(image)
-
-    # -- selection -------------------------------------------------------------
-    def read_page(
-        self,
-        page: OcrPage,
-        entities: Sequence[str],
-        group_id: str | None = None,
-        retry: Callable[[], OcrPage | None] | None = None,
-    ) -> ReadResult:
-        """Choose one prediction per entity from an OCR page (see :meth:`Selector.select`)."""
-        return self.selector.select(page, entities, group_id, retry)
-
-    def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
-        """The fallback answer when the image gives none: the prior's guess, or empty if disabled."""
-        return self.selector.blind_guess(entity, group_id)
-
     def read(self, image: ImageInput, entities: Sequence[str], group_id: str | None = None) -> ReadResult:
-        """OCR one image and predict every requested entity (entity names are checked first)."""
-        registry = get_registry()
-        for e in entities:
-            registry.entity(e)  # an unknown entity fails before any OCR is spent
-        page = self.ocr(image)
+        """OCR one image and predict every requested entity (names are checked before any OCR)."""
         retry = self.retry
-        return self.read_page(page, entities, group_id, (lambda: retry(image)) if retry else None)
+        return self.selector.select(
+            lambda: self.pages(image), entities, group_id, (lambda: retry(image)) if retry else None
+        )
 
     def read_many(self, items: Sequence[tuple[ImageInput, Sequence[str], str | None]]) -> list[ReadResult]:
         """:meth:`read` for each ``(image, entities, group_id)``, in order."""
         return [self.read(image, entities, group_id) for image, entities, group_id in items]
+
+    def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
+        """The fallback answer when the image gives none: the prior's guess, or empty if disabled."""
+        return self.selector.blind_guess(entity, group_id)
 
 
 def _rules_scorer(model: Model) -> Scorer:
@@ -202,32 +171,44 @@ def answer_thresholds(config: ReaderConfig, model: Model) -> dict[str, float] | 
     return model.calibration.thresholds(config.min_precision, get_registry().entities)
 
 
-def build_ocr_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = None) -> SpecReader:
-    """Build a :class:`SpecReader` from plain config (``engine`` replaces the configured one, for tests).
+def build_selector(config: ReaderConfig, model: Model) -> Selector:
+    """The selection stage ``config`` describes, from a loaded model folder (:func:`reader_model`).
 
-    The scorer and the priors come from the model folder (:func:`reader_model`), checked
-    before any OCR model is loaded.
+    Raises:
+        ValueError: an unknown scorer name (the message lists valid ones).
+        ModelMismatchError: ``min_precision`` with a model folder that has no calibration.
+    """
+    if config.scorer not in SCORERS:
+        raise ValueError(f"unknown scorer {config.scorer!r}; choose one of: {', '.join(sorted(SCORERS))}")
+    return Selector(
+        SCORERS[config.scorer](model),
+        model.priors,
+        use_priors_fallback=config.use_priors_fallback,
+        joint=config.joint,
+        calibration=model.calibration if config.scorer == "ranker" else None,
+        min_confidence=answer_thresholds(config, model),
+    )
+
+
+def build_ocr_reader(
+    config: ReaderConfig | None = None, engine: OcrEngine | None = None, model: Model | None = None
+) -> SpecReader:
+    """Build a :class:`SpecReader` from plain config: its pages (:func:`build_pages`) and its selector.
+
+    Args:
+        config: the reader's settings (defaults: the OCR reader with the ranker).
+        engine: an OCR engine to use instead of the configured one (tests).
+        model: the model folder, when the caller has loaded it already (:func:`reader_model`,
+            which is called otherwise); it is checked before any OCR model is loaded.
 
     Raises:
         ValueError: unknown scorer or engine name (the message lists valid ones).
         ModelMismatchError: a model folder this reader cannot use.
     """
     config = config or ReaderConfig()
-    if config.scorer not in SCORERS:
-        raise ValueError(f"unknown scorer {config.scorer!r}; choose one of: {', '.join(sorted(SCORERS))}")
-    model = reader_model(config)
+    selector = build_selector(config, model or reader_model(config))
     pages, retry = build_pages(config, engine)
-    return SpecReader(
-        engine=pages.engine,
-        scorer=SCORERS[config.scorer](model),
-        priors=model.priors,
-        cache=pages.cache,
-        use_priors_fallback=config.use_priors_fallback,
-        retry=retry,
-        calibration=model.calibration if config.scorer == "ranker" else None,
-        joint=config.joint,
-        min_confidence=answer_thresholds(config, model),
-    )
+    return SpecReader(pages, selector, retry=retry)
 
 
 def build_pages(config: ReaderConfig, engine: OcrEngine | None = None) -> tuple[PageSource, PageSource | None]:

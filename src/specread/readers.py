@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 
 from specread.ocr.engine import OcrEngine
 from specread.pipeline import build_ocr_reader
+from specread.rank.model import Model
 from specread.settings import ReaderConfig
 from specread.types import ImageInput, Prediction, ReadResult
 
@@ -61,12 +62,16 @@ def available_readers() -> dict[str, Callable[[], ReaderFactory]]:
     return found
 
 
-def build_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = None) -> Reader:
+def build_reader(
+    config: ReaderConfig | None = None, engine: OcrEngine | None = None, model: Model | None = None
+) -> Reader:
     """Build the reader ``config.reader`` names.
 
     Args:
         config: the reader's settings (defaults: the OCR reader with the ranker).
         engine: an OCR engine to use instead of the configured one (the OCR reader only; tests).
+        model: the model folder, already loaded and checked by :func:`specread.pipeline.reader_model`
+            (the OCR reader only; loaded from ``config`` otherwise).
 
     Raises:
         ValueError: an unknown reader, scorer or engine name (the message lists valid ones).
@@ -74,10 +79,10 @@ def build_reader(config: ReaderConfig | None = None, engine: OcrEngine | None = 
     """
     config = config or ReaderConfig()
     if config.reader == "ocr":
-        return build_ocr_reader(config, engine)
+        return build_ocr_reader(config, engine, model)
     readers = available_readers()
     if config.reader not in readers:
         raise ValueError(f"unknown reader {config.reader!r}; choose one of: {', '.join(sorted(readers))}")
-    if engine is not None:
-        raise ValueError(f"an OCR engine can only be given to the 'ocr' reader, not {config.reader!r}")
+    if engine is not None or model is not None:
+        raise ValueError(f"an OCR engine or model can only be given to the 'ocr' reader, not {config.reader!r}")
     return readers[config.reader]()(config)

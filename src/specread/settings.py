@@ -46,7 +46,6 @@ __all__ = [
     "Resolver",
     "ServiceSettings",
     "VlmSettings",
-    "is_public_address",
     "preset",
 ]
 
@@ -260,51 +259,13 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 BODY_IDLE_TIMEOUT: float = _SERVICE["body_idle_timeout"]
 """Longest wait for the next piece of a request body (or ``body_timeout``, if shorter)."""
 
-_NON_PUBLIC_V6 = tuple(
-    ipaddress.IPv6Network(net)
-    for net in (
-        "::/128",  # unspecified
-        "::1/128",  # loopback
-        "fec0::/10",  # site-local (deprecated, still routed on some networks)
-        "fc00::/7",  # unique local
-        "fe80::/10",  # link-local
-        "ff00::/8",  # multicast
-        "2001::/32",  # Teredo: tunnels to an IPv4 host we cannot check
-        "64:ff9b:1::/48",  # NAT64 for local use
-        "2001:db8::/32",  # documentation
-        "3fff::/20",  # documentation
-        "100::/64",  # discard-only
-    )
-)
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-
-
-def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one leads to (mapped, compatible, NAT64 /96, 6to4), or None."""
-    if isinstance(ip, ipaddress.IPv4Address):
-        return None
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in _NAT64 or ip in _V4_COMPATIBLE:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip.sixtofour
-
-
-def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True for a globally routable unicast address; IPv6 forms that carry an IPv4 address are judged by it."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if any(ip in net for net in _NON_PUBLIC_V6):
-            return False
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:
-            return is_public_address(embedded)
-    return ip.is_global and not ip.is_multicast
-
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """What a URL fetch may do (see :func:`specread.service.fetch.fetch_image`).
+    """What a URL fetch may do (see :func:`specread.service.fetch.fetch_image`): plain data, defaults in the TOML.
+
+    Which addresses these values let a fetch reach is decided by
+    :func:`specread.service.fetch.address_allowed`, beside the code that connects.
 
     Attributes:
         allow_private: allow private, loopback, link-local and other non-global
@@ -329,21 +290,6 @@ class FetchPolicy:
             raise ValueError("max_bytes, timeout and connect_timeout must be positive; max_redirects >= 0")
         for net in self.allowed_networks:
             ipaddress.ip_network(net, strict=False)  # fail at start-up, not mid-request
-
-    def address_allowed(self, address: str) -> bool:
-        """True when connecting to ``address`` (an IP literal) is within this policy.
-
-        An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible,
-        NAT64, 6to4) is judged by the IPv4 address, so ``64:ff9b::7f00:1`` is
-        loopback; ``allowed_networks`` may match either.
-        """
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        embedded = _embedded_ipv4(ip)
-        forms = (ip,) if embedded is None else (ip, embedded)
-        networks = [ipaddress.ip_network(net, strict=False) for net in self.allowed_networks]
-        if any(form in net for form in forms for net in networks):
-            return True
-        return self.allow_private or is_public_address(ip)
 
 
 def _service_reader() -> ReaderConfig:

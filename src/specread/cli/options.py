@@ -3,17 +3,17 @@
 Each option is an ``Annotated`` type (name, flags, help); a command declares
 ``preset: PresetOpt = DEFAULT_PRESET``. Defaults are never retyped here: they
 come from the settings tree, so ``settings.toml`` changes them everywhere.
-:func:`reader_config` turns the reader options into one
+:class:`ReaderOptions` holds a command's reader options, typed, and turns them into one
 :class:`~specread.settings.ReaderConfig`, checked before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -41,6 +41,7 @@ __all__ = [
     "PresetOpt",
     "PromptTemplateOpt",
     "ReaderOpt",
+    "ReaderOptions",
     "RetrySideOpt",
     "ScorerOpt",
     "SeedOpt",
@@ -51,8 +52,6 @@ __all__ = [
     "WorkersOpt",
     "check_choice",
     "ocr_settings",
-    "reader_config",
-    "reader_options",
 ]
 
 DEFAULT_READER = ReaderConfig()
@@ -174,71 +173,70 @@ def ocr_settings(
     return settings
 
 
-def reader_config(
-    *,
-    preset: str = DEFAULT_PRESET,
-    device: str = DEFAULT_READER.ocr.device,
-    retry_side: int = DEFAULT_READER.retry_side,
-    cache_dir: str | None = None,
-    no_cache: bool = False,
-    default_cache: str | None = DEFAULT_READER.cache_dir,
-    scorer: str = DEFAULT_READER.scorer,
-    reader: str = DEFAULT_READER.reader,
-    model: str = DEFAULT_READER.model,
-    min_precision: float = DEFAULT_READER.min_precision,
-    min_confidence: float = DEFAULT_READER.min_confidence,
-    vlm_model: str = DEFAULT_VLM.model,
-    vlm_threshold: float = DEFAULT_VLM.threshold,
-    vlm_batch_size: int = DEFAULT_VLM.batch_size,
-    prompt_template: Path | None = None,
-) -> ReaderConfig:
-    """The :class:`ReaderConfig` the reader options describe: the one place the CLI builds one.
+@dataclass(frozen=True)
+class ReaderOptions:
+    """A command's reader options, typed: :meth:`config` turns them into one checked :class:`ReaderConfig`.
 
-    ``cache_dir`` wins over ``default_cache`` (the command's default: the user cache folder,
-    or none for the service); ``no_cache`` turns the cache off. Names are checked here, before a
-    command reads any file, so a typo costs nothing; so is the model folder (``model``, from
-    ``--model`` or ``$SPECREAD_MODEL``): one trained on pages read otherwise is refused here.
-
-    Raises:
-        ValueError: an unknown scorer, preset, device or reader, a VLM reader without ``vlm_model``, or
-            settings the tree refuses (``retry_side`` out of range...): a usage error, exit 2.
-        ModelMismatchError: a model folder that is missing, garbled or trained otherwise, or one
-            without a calibration under ``min_precision`` (exit 2).
-        DeviceUnavailableError: ``device="cuda"`` without onnxruntime's CUDA provider (exit 2).
+    A command passes the options it declares by name (``ReaderOptions(preset=preset, ...)``);
+    the others keep the settings tree's defaults. ``cache_dir`` wins over ``default_cache`` (the
+    command's default: the user cache folder, or none for the service); ``no_cache`` turns the
+    cache off.
     """
-    from specread.pipeline import SCORERS, answer_thresholds, reader_model
-    from specread.readers import available_readers
 
-    check_choice("scorer", scorer, SCORERS)
-    check_choice("reader", reader, available_readers())
-    if reader != "ocr" and not vlm_model:
-        raise ValueError(f"--reader {reader} needs --vlm-model PATH_OR_ID")
-    config = ReaderConfig(
-        reader=reader,
-        scorer=scorer,
-        ocr=ocr_settings(preset, device, check_device=reader != "vlm"),  # the VLM alone reads no OCR page
-        retry_side=retry_side,
-        cache_dir=None if no_cache else (cache_dir or default_cache),
-        model=model,
-        min_precision=min_precision,
-        min_confidence=min_confidence,
-        vlm=VlmSettings(
-            model=vlm_model,
-            threshold=vlm_threshold,
-            batch_size=vlm_batch_size,
-            prompt_template=str(prompt_template or DEFAULT_VLM.prompt_template),
-        ),
-    )
-    if reader != "vlm":
-        answer_thresholds(config, reader_model(config))
-    return config
+    preset: str = DEFAULT_PRESET
+    device: str = DEFAULT_READER.ocr.device
+    retry_side: int = DEFAULT_READER.retry_side
+    cache_dir: str | None = None
+    no_cache: bool = False
+    default_cache: str | None = DEFAULT_READER.cache_dir
+    scorer: str = DEFAULT_READER.scorer
+    reader: str = DEFAULT_READER.reader
+    model: str = DEFAULT_READER.model
+    min_precision: float = DEFAULT_READER.min_precision
+    min_confidence: float = DEFAULT_READER.min_confidence
+    vlm_model: str = DEFAULT_VLM.model
+    vlm_threshold: float = DEFAULT_VLM.threshold
+    vlm_batch_size: int = DEFAULT_VLM.batch_size
+    prompt_template: Path | None = None
 
+    def config(self) -> ReaderConfig:
+        """The :class:`ReaderConfig` these options describe: the one place the CLI builds one.
 
-def reader_options(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The values in a command's ``params`` (its ``locals()``) named like :func:`reader_config`'s keywords.
+        Names are checked here, before a command reads any file, so a typo costs nothing; so is
+        the model folder (``model``, from ``--model`` or ``$SPECREAD_MODEL``): one trained on
+        pages read otherwise is refused here.
 
-    A command names its reader options as :func:`reader_config` does, so
-    ``reader_config(**reader_options(locals()))`` passes each one without listing them again.
-    """
-    names = inspect.signature(reader_config).parameters
-    return {name: value for name, value in params.items() if name in names}
+        Raises:
+            ValueError: an unknown scorer, preset, device or reader, a VLM reader without ``vlm_model``, or
+                settings the tree refuses (``retry_side`` out of range...): a usage error, exit 2.
+            ModelMismatchError: a model folder that is missing, garbled or trained otherwise, or one
+                without a calibration under ``min_precision`` (exit 2).
+            DeviceUnavailableError: ``device="cuda"`` without onnxruntime's CUDA provider (exit 2).
+        """
+        from specread.pipeline import SCORERS, answer_thresholds, reader_model
+        from specread.readers import available_readers
+
+        check_choice("scorer", self.scorer, SCORERS)
+        check_choice("reader", self.reader, available_readers())
+        if self.reader != "ocr" and not self.vlm_model:
+            raise ValueError(f"--reader {self.reader} needs --vlm-model PATH_OR_ID")
+        config = ReaderConfig(
+            reader=self.reader,
+            scorer=self.scorer,
+            # the VLM alone reads no OCR page, so it needs no OCR device
+            ocr=ocr_settings(self.preset, self.device, check_device=self.reader != "vlm"),
+            retry_side=self.retry_side,
+            cache_dir=None if self.no_cache else (self.cache_dir or self.default_cache),
+            model=self.model,
+            min_precision=self.min_precision,
+            min_confidence=self.min_confidence,
+            vlm=VlmSettings(
+                model=self.vlm_model,
+                threshold=self.vlm_threshold,
+                batch_size=self.vlm_batch_size,
+                prompt_template=str(self.prompt_template or DEFAULT_VLM.prompt_template),
+            ),
+        )
+        if self.reader != "vlm":
+            answer_thresholds(config, reader_model(config))
+        return config

@@ -30,6 +30,7 @@ from specread.cli.options import (
     PresetOpt,
     PromptTemplateOpt,
     ReaderOpt,
+    ReaderOptions,
     RetrySideOpt,
     ScorerOpt,
     VerboseOpt,
@@ -38,8 +39,6 @@ from specread.cli.options import (
     VlmThresholdOpt,
     WorkersOpt,
     check_choice,
-    reader_config,
-    reader_options,
 )
 
 __all__ = ["check", "evaluate", "predict", "read"]
@@ -92,7 +91,22 @@ def predict(
         warn("--engine is deprecated and will be removed: use --runner")
         runner = engine
     check_choice("runner" if engine is None else "engine", runner, RUNNERS)
-    config = reader_config(**reader_options(locals()))
+    config = ReaderOptions(
+        preset=preset,
+        device=device,
+        retry_side=retry_side,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        scorer=scorer,
+        reader=reader,
+        model=model,
+        min_precision=min_precision,
+        min_confidence=min_confidence,
+        vlm_model=vlm_model,
+        vlm_threshold=vlm_threshold,
+        vlm_batch_size=vlm_batch_size,
+        prompt_template=prompt_template,
+    ).config()
     from specread.io.rowtable import RowTable
 
     table = RowTable.read(input_csv)  # validated before any work starts, and read once: held compactly
@@ -161,7 +175,21 @@ def read(
 ) -> None:
     """Read one image: the value per entity and its evidence (text, box, confidence)."""
     setup_logging()
-    config = reader_config(**reader_options(locals()))
+    config = ReaderOptions(
+        preset=preset,
+        device=device,
+        retry_side=retry_side,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        scorer=scorer,
+        reader=reader,
+        model=model,
+        min_precision=min_precision,
+        min_confidence=min_confidence,
+        vlm_model=vlm_model,
+        vlm_threshold=vlm_threshold,
+        prompt_template=prompt_template,
+    ).config()
     from specread import readers
     from specread.rank.select import WITHHELD
 

@@ -15,8 +15,8 @@ from specread.cli.options import (
     ImagesOpt,
     ModelOpt,
     PresetOpt,
+    ReaderOptions,
     check_choice,
-    reader_config,
 )
 from specread.settings import ServiceSettings
 
@@ -91,7 +91,7 @@ def review(
     check_choice("order", order, ORDERS)
     if not images.is_dir():
         raise ValueError(f"--images {images} is not a folder")
-    config = reader_config(preset=preset, model=model, cache_dir=cache_dir, min_precision=below)
+    config = ReaderOptions(preset=preset, model=model, cache_dir=cache_dir, min_precision=below).config()
     rows = read_review_rows(input_csv, predictions)
     store = DecisionStore(labels)
     reader = build_reader(config)

@@ -14,9 +14,9 @@ from specread.cli.options import (
     MinPrecisionOpt,
     ModelOpt,
     PresetOpt,
+    ReaderOptions,
     RetrySideOpt,
     WorkersOpt,
-    reader_config,
 )
 from specread.settings import FetchPolicy, ServiceSettings
 
@@ -97,7 +97,7 @@ def serve(
     min_confidence: MinConfidenceOpt = DEFAULT_READER.min_confidence,
 ) -> None:
     """Serve POST /v1/read, a web page at / and API docs at /docs (needs the 'serve' extra)."""
-    reader = reader_config(
+    reader = ReaderOptions(
         preset=preset,
         device=device,
         retry_side=retry_side,
@@ -107,7 +107,7 @@ def serve(
         cache_dir=cache_dir,
         no_cache=no_cache,
         default_cache=DEFAULT_SERVICE.reader.cache_dir,
-    )
+    ).config()
     from specread.service.app import serve as run_service
 
     max_bytes = int(max_upload_mb * MIB)

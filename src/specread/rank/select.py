@@ -96,15 +96,17 @@ class Selector:
 
     def select(
         self,
-        page: OcrPage,
+        page: OcrPage | Callable[[], OcrPage],
         entities: Sequence[str],
         group_id: str | None = None,
         retry: Callable[[], OcrPage | None] | None = None,
     ) -> ReadResult:
         """One prediction per entity, and every entity's candidates, as a :class:`ReadResult` of ``page``.
 
-        ``retry`` returns a second, finer page of the same image; it is called only when
-        some entity has no candidate on ``page``, and answers only those entities.
+        ``page`` may be a function that reads it: it is called only once the entity names
+        are checked, so a typo costs no OCR (the one place names are checked). ``retry``
+        returns a second, finer page of the same image; it is called only when some entity
+        has no candidate on ``page``, and answers only those entities.
 
         Raises:
             UnknownEntityError: an entity outside the registry's.
@@ -112,6 +114,16 @@ class Selector:
         registry = get_registry()
         for e in entities:
             registry.entity(e)  # raises UnknownEntityError early
+        return self._select(page() if callable(page) else page, entities, group_id, retry)
+
+    def _select(
+        self,
+        page: OcrPage,
+        entities: Sequence[str],
+        group_id: str | None,
+        retry: Callable[[], OcrPage | None] | None,
+    ) -> ReadResult:
+        """:meth:`select` of entity names already checked."""
         mentions = find_mentions(page)
         preds: dict[str, Prediction] = {}
         all_cands: dict[str, list[Candidate]] = {}
@@ -124,7 +136,7 @@ class Selector:
         if missing and retry is not None:
             finer = retry()
             if finer is not None:
-                more = self.select(finer, missing, group_id)
+                more = self._select(finer, missing, group_id, None)
                 for e in missing:
                     if more.candidates[e]:
                         preds[e], all_cands[e] = more.predictions[e], more.candidates[e]

@@ -26,7 +26,7 @@ from specread.errors import (
 )
 from specread.io.files import atomic_write
 from specread.io.output import output_columns, output_row
-from specread.rank.select import Scorer
+from specread.rank.select import Selector
 from specread.review.answers import Choice, check_typed, choices
 from specread.review.queue import ReviewRow, order_rows
 from specread.review.store import Decision, DecisionStore, now
@@ -40,10 +40,10 @@ REVIEWED_CONFIDENCE = 1.0
 
 
 class PageReader(Protocol):
-    """What a review needs of a reader: read a page, and score candidates (the OCR reader is one)."""
+    """What a review needs of a reader: read a page, and its selector to score candidates (the OCR reader is one)."""
 
     @property
-    def scorer(self) -> Scorer: ...
+    def selector(self) -> Selector: ...
 
     def read(self, image: ImageInput, entities: Sequence[str], group_id: str | None = None) -> ReadResult: ...
 
@@ -190,7 +190,8 @@ class ReviewSession:
             result = self.reader.read(self.image_path(row.image), [row.entity_name], row.group_id or None)
         except (ImageLoadError, PathNotAllowedError) as exc:
             return None, [], str(exc)  # the reviewer can still type a value or mark it absent
-        found = (result.page, choices(row.entity_name, result.candidates[row.entity_name], self.reader.scorer), "")
+        scorer = self.reader.selector.scorer
+        found = (result.page, choices(row.entity_name, result.candidates[row.entity_name], scorer), "")
         self._pages[key] = found
         if len(self._pages) > self._cached_pages:
             self._pages.popitem(last=False)

@@ -18,8 +18,8 @@ host on the private LAN (server-side request forgery). So every fetch here:
   that keeps streaming fails as soon as it passes the cap) and the total time.
 
 What a fetch may do is a :class:`specread.settings.FetchPolicy` (its defaults in
-``settings.toml``, ``[fetch]``; the address rule is
-:meth:`~specread.settings.FetchPolicy.address_allowed`); what goes wrong is a
+``settings.toml``, ``[fetch]``; the address rules are :func:`address_allowed`,
+here); what goes wrong is a
 :class:`specread.errors.FetchError`, whose ``status`` and ``code`` the service answers with.
 
 The guard sits in an :class:`httpcore.AsyncNetworkBackend`, the single place
@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 
@@ -49,7 +50,7 @@ from specread.errors import (
     FetchTooLargeError,
     UrlNotAllowedError,
 )
-from specread.settings import FetchPolicy, Resolver, is_public_address
+from specread.settings import FetchPolicy, Resolver
 
 __all__ = [  # the errors and the policy live in specread.errors and specread.settings; here for fetch's callers
     "BadUrlError",
@@ -61,6 +62,7 @@ __all__ = [  # the errors and the policy live in specread.errors and specread.se
     "GuardedBackend",
     "Resolver",
     "UrlNotAllowedError",
+    "address_allowed",
     "fetch_image",
     "is_public_address",
     "system_resolver",
@@ -68,6 +70,63 @@ __all__ = [  # the errors and the policy live in specread.errors and specread.se
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "specread-service/1 (+image fetch)"
+
+_NON_PUBLIC_V6 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "fec0::/10",  # site-local (deprecated, still routed on some networks)
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "ff00::/8",  # multicast
+        "2001::/32",  # Teredo: tunnels to an IPv4 host we cannot check
+        "64:ff9b:1::/48",  # NAT64 for local use
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "100::/64",  # discard-only
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to (mapped, compatible, NAT64 /96, 6to4), or None."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64 or ip in _V4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for a globally routable unicast address; IPv6 forms that carry an IPv4 address are judged by it."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _NON_PUBLIC_V6):
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_public_address(embedded)
+    return ip.is_global and not ip.is_multicast
+
+
+def address_allowed(policy: FetchPolicy, address: str) -> bool:
+    """True when connecting to ``address`` (an IP literal) is within ``policy``.
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible,
+    NAT64, 6to4) is judged by the IPv4 address, so ``64:ff9b::7f00:1`` is
+    loopback; ``policy.allowed_networks`` may match either.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    embedded = _embedded_ipv4(ip)
+    forms = (ip,) if embedded is None else (ip, embedded)
+    networks = [ipaddress.ip_network(net, strict=False) for net in policy.allowed_networks]
+    if any(form in net for form in forms for net in networks):
+        return True
+    return policy.allow_private or is_public_address(ip)
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -105,7 +164,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise FetchFailedError(self.url, f"cannot resolve host {host!r}") from exc
         if not addresses:
             raise FetchFailedError(self.url, f"host {host!r} has no address")
-        refused = [a for a in addresses if not self.policy.address_allowed(a)]
+        refused = [a for a in addresses if not address_allowed(self.policy, a)]
         if refused:
             raise UrlNotAllowedError(
                 self.url, f"host {host!r} resolves to a non-public address ({refused[0]}); private URLs are disabled"

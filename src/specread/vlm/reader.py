@@ -175,7 +175,7 @@ class HybridReader:
         """Distinct candidate values, best OCR score first, in the challenge's format."""
         if not cands:
             return []
-        scores = self.ocr.scorer.score(entity, cands)
+        scores = self.ocr.selector.scorer.score(entity, cands)
         ranked = sorted(range(len(cands)), key=lambda k: -scores[k])
         out: list[str] = []
         for k in ranked:
