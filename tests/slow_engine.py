@@ -1,10 +1,11 @@
 """A slow, deterministic stand-in for RapidOCR in *subprocesses* (``specread`` run as a real CLI or server).
 
-Importing this module replaces the ``rapidocr`` engine (:data:`specread.ocr.engine.ENGINES`) with
+:func:`install` replaces the ``rapidocr`` engine (:data:`specread.ocr.engine.ENGINES`) with
 :class:`SlowEngine`: each image takes ``$SPECREAD_TEST_OCR_DELAY`` seconds (default 0.3) and reads as
 ``Net Wt <n> g``, ``n`` from its pixels, so runs are slow enough to be interrupted mid-way and their
-answers can be compared. :func:`site_dir` writes a ``sitecustomize.py`` that imports it: put that folder
+answers can be compared. :func:`site_dir` writes a ``sitecustomize.py`` that installs it: put that folder
 on ``PYTHONPATH`` and every Python the test starts, pool workers spawned by the service included, uses it.
+Importing the module changes nothing, so the test process that writes the folder keeps its engines.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from specread.ocr import engine as engine_module
 from specread.types import OcrPage, OcrToken
 
-__all__ = ["SlowEngine", "site_dir"]
+__all__ = ["SlowEngine", "install", "site_dir"]
 
 
 class SlowEngine:
@@ -44,12 +45,14 @@ class SlowEngine:
         return OcrPage(tokens=(token,), width=image.shape[1], height=image.shape[0])
 
 
-engine_module.ENGINES["rapidocr"] = SlowEngine  # type: ignore[assignment]
+def install() -> None:
+    """Make ``rapidocr`` the slow stand-in in this process (what the ``sitecustomize.py`` runs)."""
+    engine_module.ENGINES["rapidocr"] = SlowEngine  # type: ignore[assignment]
 
 
 def site_dir(folder: Path) -> Path:
-    """A folder whose ``sitecustomize.py`` imports this module (put it first on ``PYTHONPATH``)."""
+    """A folder whose ``sitecustomize.py`` installs the stand-in (put it first on ``PYTHONPATH``)."""
     folder.mkdir(parents=True, exist_ok=True)
     here = str(Path(__file__).resolve().parent)
-    (folder / "sitecustomize.py").write_text(f"import sys\nsys.path.insert(0, {here!r})\nimport slow_engine\n")
+    (folder / "sitecustomize.py").write_text(f"import sys\nsys.path.insert(0, {here!r})\nimport slow_engine\nslow_engine.install()\n")
     return folder
