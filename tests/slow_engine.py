@@ -54,5 +54,6 @@ def site_dir(folder: Path) -> Path:
     """A folder whose ``sitecustomize.py`` installs the stand-in (put it first on ``PYTHONPATH``)."""
     folder.mkdir(parents=True, exist_ok=True)
     here = str(Path(__file__).resolve().parent)
-    (folder / "sitecustomize.py").write_text(f"import sys\nsys.path.insert(0, {here!r})\nimport slow_engine\nslow_engine.install()\n")
+    code = f"import sys\nsys.path.insert(0, {here!r})\nimport slow_engine\nslow_engine.install()\n"
+    (folder / "sitecustomize.py").write_text(code)
     return folder
