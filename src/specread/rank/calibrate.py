@@ -29,16 +29,37 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MIN_ANSWERED", "MIN_ROWS", "Calibration", "isotonic", "precision_curve"]
+__all__ = ["MIN_ANSWERED", "MIN_ROWS", "SLACK", "Calibration", "isotonic", "precision_curve", "wilson_lower"]
 
-MIN_ROWS = 20
-"""Held-out rows an entity needs for a map of its own; an entity with fewer uses the pooled map."""
+MIN_ROWS = 50
+"""Held-out rows an entity needs for a map of its own; an entity with fewer uses the pooled map.
+
+An isotonic map fitted on a few dozen rows is a handful of steps, and entities calibrated by
+different small maps no longer rank against each other by how sure the reader was (on real-dev's
+~30 held-out rows per dimension, the top fifth of dimension answers fell from 75% to 60% right).
+The pooled map keeps their raw order; each entity's precision curve is still its own."""
 
 POOLED = "*"
 """The key of the map fitted on every entity's rows together."""
 
 MIN_ANSWERED = 10
 """Held-out answers a threshold must keep: a precision measured on fewer is too noisy to promise."""
+
+SLACK = 0.03
+"""How far under its target a threshold's precision may be, at the lower bound of :data:`Z`."""
+
+Z = 1.645
+"""The one-sided 95% normal quantile of the Wilson lower bound a threshold's precision must clear."""
+
+
+def wilson_lower(hits: float, n: float, z: float = Z) -> float:
+    """The Wilson score lower bound of a proportion ``hits / n``: what ``n`` held-out rows can promise."""
+    if n <= 0:
+        return 0.0
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - margin) / (1 + z * z / n)
 
 TIE_BREAK = 0.01
 """Weight of the raw confidence in a calibrated one: isotonic regression pools long runs of answers into
@@ -134,9 +155,9 @@ class Calibration:
         calibrated = np.array([calibration(e, c) for e, c in zip(ents.tolist(), x.tolist(), strict=True)])
         if len(x):
             curves[POOLED] = precision_curve(calibrated, y)
-        for entity in maps:
-            if entity != POOLED:
-                mask = ents == entity
+        for entity in rows:
+            mask = ents == entity
+            if entity != POOLED and mask.sum() >= MIN_ANSWERED:
                 curves[entity] = precision_curve(calibrated[mask], y[mask])
         return cls(maps, rows, curves)
 
@@ -154,14 +175,21 @@ class Calibration:
     def threshold(self, entity: str, target: float) -> float | None:
         """The lowest calibrated confidence at which the entity's held-out answers reached ``target`` precision.
 
-        Only thresholds that keep at least :data:`MIN_ANSWERED` held-out answers count (the pooled
-        curve stands in for an entity without a map of its own). None when no threshold reached
-        the target: the entity cannot be answered that precisely and is withheld.
+        A threshold must keep at least :data:`MIN_ANSWERED` held-out answers of the entity, their
+        precision must reach ``target``, and its Wilson lower bound (:data:`Z`) must be within
+        :data:`SLACK` of it: what a few dozen rows show by luck is not promised. None when no
+        threshold does (or the entity had too few held-out answers to tell): the entity cannot be
+        answered that precisely and is withheld.
         """
-        key = entity if entity in self.maps else POOLED
-        curve = self.curves.get(key, ())
-        answered = self.rows.get(key, 0)
-        meets = [t for t, p, cov in curve if p >= target and cov * answered >= MIN_ANSWERED]
+        curve = self.curves.get(entity, ())
+        answered = self.rows.get(entity, 0)
+        meets = [
+            t
+            for t, p, cov in curve
+            if p >= target
+            and cov * answered >= MIN_ANSWERED
+            and wilson_lower(p * cov * answered, cov * answered) >= target - SLACK
+        ]
         return min(meets) if meets else None
 
     def thresholds(self, target: float, entities: Iterable[str]) -> dict[str, float]:
