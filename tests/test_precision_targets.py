@@ -59,7 +59,7 @@ def test_a_target_no_confidence_reached_withholds_the_entity() -> None:
 
 
 def test_a_few_lucky_answers_promise_nothing() -> None:
-    """15 held-out answers, all right: enough for 0.85 (lower bound 0.85), not for 0.95 (it must clear 0.92)."""
+    """15 held-out answers, all right: enough for 0.85 (lower bound 0.85), not for 0.95 (it must clear 0.90)."""
     ents, raw, right = _held_out("voltage", 15, right_above=-1.0)
     cal = Calibration.fit(ents, raw, right)
     assert cal.threshold("voltage", 0.95) is None

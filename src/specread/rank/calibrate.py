@@ -45,8 +45,13 @@ POOLED = "*"
 MIN_ANSWERED = 10
 """Held-out answers a threshold must keep: a precision measured on fewer is too noisy to promise."""
 
-SLACK = 0.03
-"""How far under its target a threshold's precision may be, at the lower bound of :data:`Z`."""
+SLACK = 0.05
+"""How far under its target a threshold's precision may be, at the lower bound of :data:`Z`.
+
+Chosen on real-dev by grouped CV (4 fold splits, ``--min-precision`` 0.95): at 0.03 only item
+weights were answered (coverage 38.2%, precision 0.947); at 0.05 wattage joins with a precision
+of 0.942 on rows its threshold was not chosen on (coverage 39.2%, precision 0.947), and no
+entity falls more than 3 points under the target at 0.90, 0.95 or 0.98."""
 
 Z = 1.645
 """The one-sided 95% normal quantile of the Wilson lower bound a threshold's precision must clear."""
