@@ -19,7 +19,9 @@ The score of an assignment is a sum of log-terms:
   :attr:`~specread.settings.JointSettings.pair_weight`;
 * :attr:`~specread.settings.JointSettings.mention_cost` when two roles take one printed size (the
   same mention, or its twin in another unit on the same line: ``25.4 cm / 10 in``), and
-  :attr:`~specread.settings.JointSettings.value_cost` when they take one size printed twice.
+  :attr:`~specread.settings.JointSettings.value_cost` when they take one size printed twice;
+  both are waived for roles whose labels usually share a value (:data:`SHARED`: an item weight
+  and its maximum weight recommendation are equal on 79% of the images labelled with both).
 
 Every assignment of each role's top candidates is enumerated (a family has at
 most three roles, so a few hundred), turned into a distribution by a softmax,
@@ -32,6 +34,7 @@ chosen by grouped cross-validation on real-dev (``benchmarks/whole_image.py``).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -69,6 +72,9 @@ def families(entities: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 _DEFAULT = JointSettings()
+
+SHARED = 0.5
+"""Share of images labelled with both roles that give them one value, from which sharing costs nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +172,10 @@ def _pair_terms(
     for k, m in itertools.combinations(range(len(roles)), 2):
         a, b = roles[k], roles[m]
         odds = {rel: params.pair_weight * priors.relation_logodds(a, b, rel) for rel in RELATIONS}
+        # Roles whose labels usually share one value (an item weight and its maximum weight
+        # recommendation: 79% of the images labelled with both) pay nothing for sharing a size.
+        shared = math.exp(priors.relation_logodds(a, b, "eq")) / len(RELATIONS) >= SHARED
+        mention_cost, value_cost = (0.0, 0.0) if shared else (params.mention_cost, params.value_cost)
         table: list[list[float]] = []
         for ci, si in zip(cands[a], sizes[k], strict=True):
             row = []
@@ -175,7 +185,7 @@ def _pair_terms(
                 if rel == "eq":
                     # One printed size (the same mention, or its twin in another unit on the same
                     # line) for two roles, or one size printed twice.
-                    term -= params.mention_cost if ci.token_index == cj.token_index else params.value_cost
+                    term -= mention_cost if ci.token_index == cj.token_index else value_cost
                 row.append(term)
             table.append(row)
         out[(k, m)] = table
