@@ -17,6 +17,7 @@ What product images print, and how each is read:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -106,37 +107,13 @@ def parse_quantities(text: str) -> list[Quantity]:
     """
     text = normalize_text(text)
     header = _HEADER.search(text)
-    header_letters = [g.upper() for g in header.groups() if g] if header else []
     items = _scan(text, header.end() if header else -1)
     if not items:
         return []
 
     out: list[Quantity] = []
     group_id = 0
-    i = 0
-    while i < len(items):
-        # Grow a run of items joined by "x" (dimension group) or "-"/"to" (range).
-        run = [items[i]]
-        kind = ""
-        j = i + 1
-        while j < len(items):
-            gap = text[run[-1].end : items[j].start]
-            if not gap and run[-1].raw[-1:] in ("-", "~"):
-                gap = run[-1].raw[-1]  # "100V-240V": the unit alias "v-" swallowed the range dash
-            if _JOIN_GROUP.fullmatch(gap) and kind in ("", "group"):
-                kind = "group"
-            elif (
-                _JOIN_RANGE.fullmatch(gap)
-                and kind in ("", "range")
-                and len(run) == 1
-                and run[0].unit in (None, items[j].unit)
-            ):
-                kind = "range"
-            else:
-                break
-            run.append(items[j])
-            j += 1
-        i = j
+    for run, kind in _runs(text, items):
         if len(run) == 1:
             it = run[0]
             if it.unit:
@@ -154,32 +131,73 @@ def parse_quantities(text: str) -> list[Quantity]:
             for pos, it in enumerate(run):
                 out.append(Quantity(it.value, it.unit or trailing, raw, it.start, it.end, group_pos=pos, is_range=True))
             continue
-        letters = [it.letter for it in run]
-        if (
-            not any(letters)
-            and header_letters
-            and len(header_letters) == len(run)
-            and header
-            and header.end() <= run[0].start
-        ):
-            letters = header_letters
-        for pos, it in enumerate(run):
-            unit = it.unit or next((u.unit for u in run[pos:] if u.unit), trailing)
-            out.append(
-                Quantity(
-                    it.value,
-                    unit,
-                    raw,
-                    it.start,
-                    it.end,
-                    group=group_id,
-                    group_pos=pos,
-                    group_size=len(run),
-                    letter=letters[pos],
-                )
-            )
+        out.extend(_dimension_group(run, raw, trailing, group_id, _group_letters(run, header)))
         group_id += 1
     return [q for q in out if q.value > 0]
+
+
+def _runs(text: str, items: list[_Item]) -> Iterator[tuple[list[_Item], str]]:
+    """``items`` cut into runs joined by "x" (kind ``"group"``) or "-"/"to" (``"range"``); a lone item: kind ``""``."""
+    i = 0
+    while i < len(items):
+        run = [items[i]]
+        kind = ""
+        for nxt in items[i + 1 :]:
+            joined = _join(text, run, kind, nxt)
+            if joined is None:
+                break
+            kind = joined
+            run.append(nxt)
+        i += len(run)
+        yield run, kind
+
+
+def _join(text: str, run: list[_Item], kind: str, nxt: _Item) -> str | None:
+    """The kind of run ``run`` becomes when ``nxt`` joins it, or None when the text between them ends the run."""
+    gap = text[run[-1].end : nxt.start]
+    if not gap and run[-1].raw[-1:] in ("-", "~"):
+        gap = run[-1].raw[-1]  # "100V-240V": the unit alias "v-" swallowed the range dash
+    if _JOIN_GROUP.fullmatch(gap) and kind in ("", "group"):
+        return "group"
+    if _JOIN_RANGE.fullmatch(gap) and kind in ("", "range") and len(run) == 1 and run[0].unit in (None, nxt.unit):
+        return "range"
+    return None
+
+
+def _group_letters(run: list[_Item], header: re.Match[str] | None) -> list[str]:
+    """The run's own W/H/D letters; a group printed with none takes those of an ``L x W x H`` header before it."""
+    letters = [it.letter for it in run]
+    header_letters = [g.upper() for g in header.groups() if g] if header else []
+    if (
+        not any(letters)
+        and header_letters
+        and len(header_letters) == len(run)
+        and header
+        and header.end() <= run[0].start
+    ):
+        return header_letters
+    return letters
+
+
+def _dimension_group(run: list[_Item], raw: str, trailing: str, group_id: int, letters: list[str]) -> list[Quantity]:
+    """One dimension group: a value without a unit takes the next unit printed after it (else ``trailing``)."""
+    out: list[Quantity] = []
+    for pos, it in enumerate(run):
+        unit = it.unit or next((u.unit for u in run[pos:] if u.unit), trailing)
+        out.append(
+            Quantity(
+                it.value,
+                unit,
+                raw,
+                it.start,
+                it.end,
+                group=group_id,
+                group_pos=pos,
+                group_size=len(run),
+                letter=letters[pos],
+            )
+        )
+    return out
 
 
 def with_unit(q: Quantity, unit: str, value: float | None = None) -> Quantity:

@@ -112,6 +112,14 @@ def add_review_routes(
 ) -> None:
     """Mount the review page and add the review API (and its error answers) to ``app``."""
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    _add_error_answers(app)
+    _add_view_routes(app, session)
+    _add_decision_routes(app, session, output)
+    _add_lookup_routes(app, session, settings)
+
+
+def _add_error_answers(app: FastAPI) -> None:
+    """A review error becomes the service's JSON error answer instead of a 500."""
 
     @app.exception_handler(UnknownRowError)
     async def _unknown_row(request: Request, exc: UnknownRowError) -> JSONResponse:
@@ -121,11 +129,9 @@ def add_review_routes(
     async def _bad_value(request: Request, exc: ReviewValueError) -> JSONResponse:
         return error_response(422, "bad_value", str(exc))
 
-    def written(result: dict[str, Any]) -> dict[str, Any]:
-        """``result`` with the progress after a change; the corrected output rewritten first."""
-        if output is not None:
-            session.write_output(output)
-        return result | {"state": session.state()}
+
+def _add_view_routes(app: FastAPI, session: ReviewSession) -> None:
+    """The routes that only read: the page, liveness, progress and one row."""
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -146,6 +152,16 @@ def add_review_routes(
     async def row(index: str) -> dict:
         """One row: answer, confidence, OCR lines, candidate choices, decision, and its neighbours in the queue."""
         return await run_in_threadpool(session.view, index)
+
+
+def _add_decision_routes(app: FastAPI, session: ReviewSession, output: Path | None) -> None:
+    """The routes that change decisions; each answers with the progress after the change."""
+
+    def written(result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` with the progress after a change; the corrected output rewritten first."""
+        if output is not None:
+            session.write_output(output)
+        return result | {"state": session.state()}
 
     @app.post("/v1/review/rows/{index}/decision", tags=["review"])
     async def decide(index: str, body: DecisionRequest) -> dict:
@@ -176,6 +192,10 @@ def add_review_routes(
             return written({"undone": None if gone is None else gone.to_dict()})
 
         return await run_in_threadpool(run)
+
+
+def _add_lookup_routes(app: FastAPI, session: ReviewSession, settings: ServiceSettings) -> None:
+    """The helpers the page calls while a row is open: checking a typed value, fetching its image."""
 
     @app.get("/v1/review/check", tags=["review"])
     async def check(

@@ -29,7 +29,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -282,8 +282,6 @@ def finetune(
     Raises:
         ValueError: no usable training examples, or ``resume`` without a checkpoint.
     """
-    import torch
-
     from specread.vlm.backends import load_backend, resolve_device
 
     started = time.perf_counter()
@@ -291,6 +289,42 @@ def finetune(
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     template = load_template(cfg.template)
+    train, val, missing = _split_examples(cfg)
+    device = resolve_device(cfg.device)
+    if backend is None:
+        backend = load_backend(cfg.model, device=device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+    params, optimizer, scheduler = _optimizer(cfg, backend)
+    start = _resume(out, backend, optimizer, scheduler) if cfg.resume else 0
+    result = FinetuneResult(out, start, train_examples=len(train), rows_without_image=missing)
+    amp = _autocast(device)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+        backend.model.train()
+        for step in range(start, cfg.steps):
+            batch = batch_examples(train, step, cfg.batch_size, cfg.seed)
+            total = _train_step(cfg, backend, template, batch, params, optimizer, scheduler, amp)
+            done = step + 1
+            result.losses.append(total)
+            result.steps_done = done
+            record: dict[str, Any] = {"step": done, "loss": round(total, 6), "lr": scheduler.get_last_lr()[0]}
+            if val and _due(done, cfg.steps, cfg.eval_every):
+                record["val"] = _validate(cfg, backend, template, val, amp, result, done)
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+            if progress:
+                progress(done, cfg.steps, total)
+            if _due(done, cfg.steps, cfg.checkpoint_every):
+                _save_checkpoint(cfg, backend, optimizer, scheduler, done)
+            if cfg.stop_at is not None and done >= cfg.stop_at and done < cfg.steps:
+                result.wall_s = time.perf_counter() - started
+                return result
+    _save_model(cfg, backend, template, result)
+    result.finished = True
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _split_examples(cfg: FinetuneConfig) -> tuple[list[Example], list[Example], int]:
+    """``(train, val, rows_without_image)``: validation from ``val_csv``, else a share of the training images."""
     examples, missing = load_examples(cfg.train_csv, cfg.images_dir, cfg.negatives, cfg.seed)
     if cfg.val_csv:
         val, _ = load_examples(cfg.val_csv, cfg.val_images or cfg.images_dir, 0.0, cfg.seed)
@@ -303,10 +337,13 @@ def finetune(
         raise ValueError(f"no training examples with an image under {cfg.images_dir} ({missing} rows lack one)")
     val = val[: cfg.val_max]
     log.info("%d training questions (%d rows without image), %d validation", len(train), missing, len(val))
+    return train, val, missing
 
-    device = resolve_device(cfg.device)
-    if backend is None:
-        backend = load_backend(cfg.model, device=device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+
+def _optimizer(cfg: FinetuneConfig, backend: TrainableVlmBackend) -> tuple[list[Any], Any, Any]:
+    """``(params, optimizer, scheduler)`` for the weights ``cfg.mode`` trains, which become fp32 first."""
+    import torch
+
     backend.prepare_training(cfg.mode, cfg.lora_rank, cfg.lora_alpha, cfg.train_projector)
     params = [p for p in backend.model.parameters() if p.requires_grad]
     with torch.no_grad():
@@ -314,63 +351,88 @@ def finetune(
             p.data = p.data.float()
     optimizer = torch.optim.AdamW(params, lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
-    start = 0
-    if cfg.resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            raise ValueError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-        start = _load_checkpoint(ckpt, backend, optimizer, scheduler)
-        log.info("resumed from %s (step %d)", ckpt, start)
+    return params, optimizer, scheduler
 
-    result = FinetuneResult(out, start, train_examples=len(train), rows_without_image=missing)
-    amp = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        else nullcontext()
-    )
+
+def _resume(out: Path, backend: TrainableVlmBackend, optimizer: Any, scheduler: Any) -> int:
+    """Load the newest checkpoint under ``out``; the step it was written after."""
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise ValueError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    start = _load_checkpoint(ckpt, backend, optimizer, scheduler)
+    log.info("resumed from %s (step %d)", ckpt, start)
+    return start
+
+
+def _autocast(device: str) -> AbstractContextManager[Any]:
+    """bf16 autocast on a GPU that has it (frozen bf16 and trained fp32 weights meet), else nothing."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _due(done: int, steps: int, every: int) -> bool:
+    """Whether step ``done`` is the last one or a multiple of ``every`` (0: only the last)."""
+    return done == steps or bool(every and done % every == 0)
+
+
+def _train_step(
+    cfg: FinetuneConfig,
+    backend: TrainableVlmBackend,
+    template: PromptTemplate,
+    batch: Sequence[Example],
+    params: list[Any],
+    optimizer: Any,
+    scheduler: Any,
+    amp: AbstractContextManager[Any],
+) -> float:
+    """One optimizer step over ``batch`` in micro-batches (gradients accumulated); the batch's mean loss."""
+    import torch
+
     micro = cfg.micro_batch or cfg.batch_size
-    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed below
-    try:
-        backend.model.train()
-        for step in range(start, cfg.steps):
-            batch = batch_examples(train, step, cfg.batch_size, cfg.seed)
-            optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for i in range(0, len(batch), micro):
-                chunk = batch[i : i + micro]
-                with amp:
-                    loss = backend.loss(
-                        [_image(e.image) for e in chunk],
-                        [template.render(e.entity) for e in chunk],
-                        [e.answer for e in chunk],
-                    )
-                (loss * len(chunk) / len(batch)).backward()
-                total += float(loss.detach()) * len(chunk) / len(batch)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            done = step + 1
-            result.losses.append(total)
-            result.steps_done = done
-            record: dict[str, Any] = {"step": done, "loss": round(total, 6), "lr": scheduler.get_last_lr()[0]}
-            if val and (done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0)):
-                with amp:  # frozen bf16 and trained fp32 weights meet here too
-                    report, _ = evaluate_examples(backend, template, val, cfg.eval_batch_size, cfg.max_new_tokens)
-                record["val"] = {k: report[k] for k in ("f1", "precision", "recall", "rows", "exact")}
-                result.validations.append({"step": done, **report})
-                log.info("step %d: validation F1 %.4f", done, report["f1"])
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-            if progress:
-                progress(done, cfg.steps, total)
-            if done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-                _save_checkpoint(cfg, backend, optimizer, scheduler, done)
-            if cfg.stop_at is not None and done >= cfg.stop_at and done < cfg.steps:
-                result.wall_s = time.perf_counter() - started
-                return result
-    finally:
-        metrics.close()
+    optimizer.zero_grad(set_to_none=True)
+    total = 0.0
+    for i in range(0, len(batch), micro):
+        chunk = batch[i : i + micro]
+        with amp:
+            loss = backend.loss(
+                [_image(e.image) for e in chunk],
+                [template.render(e.entity) for e in chunk],
+                [e.answer for e in chunk],
+            )
+        (loss * len(chunk) / len(batch)).backward()
+        total += float(loss.detach()) * len(chunk) / len(batch)
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return total
+
+
+def _validate(
+    cfg: FinetuneConfig,
+    backend: TrainableVlmBackend,
+    template: PromptTemplate,
+    val: Sequence[Example],
+    amp: AbstractContextManager[Any],
+    result: FinetuneResult,
+    done: int,
+) -> dict[str, Any]:
+    """Score ``val`` after step ``done`` into ``result``; the summary that ``metrics.jsonl`` keeps."""
+    with amp:  # frozen bf16 and trained fp32 weights meet here too
+        report, _ = evaluate_examples(backend, template, val, cfg.eval_batch_size, cfg.max_new_tokens)
+    result.validations.append({"step": done, **report})
+    log.info("step %d: validation F1 %.4f", done, report["f1"])
+    return {k: report[k] for k in ("f1", "precision", "recall", "rows", "exact")}
+
+
+def _save_model(
+    cfg: FinetuneConfig, backend: TrainableVlmBackend, template: PromptTemplate, result: FinetuneResult
+) -> None:
+    """The final weights in ``cfg.output_dir`` and, beside them, the model card ``predict`` reads the prompt from."""
+    out = Path(cfg.output_dir)
     backend.model.eval()
     backend.save(out)
     card = {
@@ -383,6 +445,3 @@ def finetune(
         "final_validation": result.validations[-1] if result.validations else None,
     }
     (out / MODEL_CARD).write_text(json.dumps(card, indent=2), encoding="utf-8")
-    result.finished = True
-    result.wall_s = time.perf_counter() - started
-    return result
