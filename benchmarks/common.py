@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -235,23 +236,57 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+class TreePeak:
+    """The largest peak RSS (``VmHWM``) of a process and its descendants, sampled from ``/proc`` until stopped.
+
+    Not ``ru_maxrss`` from ``os.wait4``: Linux carries the forking process's high-water mark into
+    every child across fork and exec, so a child of a 1.2 GB test process reports 1.2 GB however
+    little it uses. ``VmHWM`` belongs to the process's own memory.
+    """
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        self.pid = pid
+        self.peaks: dict[int, int] = {}
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            for pid in [self.pid, *descendants(self.pid)]:
+                field = proc_field(pid, "VmHWM").split()  # "123456 kB"; empty once the process is gone
+                if field and field[0].isdigit():
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), int(field[0]))
+            if self._stop.wait(self._every):
+                return
+
+    def stop(self) -> float:
+        """Stop sampling; the largest process's peak in MB."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+        return mb(max(self.peaks.values(), default=0))
+
+
 def run_measured(cmd: list[str], timeout: float) -> Finished:
-    """Run ``cmd`` in its own session; its peak RSS is the ``ru_maxrss`` of its tree from ``os.wait4``."""
+    """Run ``cmd`` in its own session; its peak RSS is its tree's largest ``VmHWM`` (:class:`TreePeak`)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=child_env(), start_new_session=True)
+        peak = TreePeak(proc.pid)
         timed_out = False
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() - start > timeout:
                 timed_out = True
                 kill_group(proc.pid)
-                pid, status, usage = os.wait4(proc.pid, 0)
+                pid, status, _ = os.wait4(proc.pid, 0)
                 break
             time.sleep(0.05)
         proc.returncode = os.waitstatus_to_exitcode(status)
+        peak_mb = peak.stop()
         kill_group(proc.pid)  # pool workers orphaned by a crash
         wall = time.monotonic() - start
         out.seek(0)
@@ -259,7 +294,7 @@ def run_measured(cmd: list[str], timeout: float) -> Finished:
         return Finished(
             proc.returncode,
             timed_out,
-            mb(usage.ru_maxrss),
+            peak_mb,
             round(wall, 1),
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),

@@ -5,7 +5,7 @@ as a subprocess in its own session, with a timeout, over a few synthetic labels
 (:func:`specread.synth.make_dataset`) and the fault; its process group is killed at the end.
 Answers are judged against a fault-free run of the same images (``wrong_answers``), rows against
 the input (``rows_lost``), and processes of the run's group still alive once its main process has
-ended are ``orphans``. Peak RSS is the ``ru_maxrss`` of the run's tree (its largest process).
+ended are ``orphans``. Peak RSS is the largest ``VmHWM`` of the run's tree (``common.TreePeak``).
 
 Families:
 
@@ -47,7 +47,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import child_env, kill_group, mb, specread_command
+from benchmarks.common import TreePeak, child_env, kill_group, specread_command
 from benchmarks.faults_fuse import stalled_file
 
 __all__ = ["main", "run_faults"]
@@ -97,6 +97,7 @@ def run(cmd: list[str], timeout: float, umask: int | None = None, on_timeout: Ca
             start_new_session=True,
             preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
         )
+        peak = TreePeak(proc.pid)
         killed: list[bool] = []
 
         def kill() -> None:  # at the timeout: the run is hung
@@ -108,8 +109,9 @@ def run(cmd: list[str], timeout: float, umask: int | None = None, on_timeout: Ca
 
         timer = threading.Timer(timeout, kill)
         timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, _ = os.wait4(proc.pid, 0)
         timer.cancel()
+        peak_mb = peak.stop()
         hung = bool(killed)
         wall = time.monotonic() - start
         time.sleep(0.3)  # a worker the parent did not end is still there after it
@@ -117,7 +119,7 @@ def run(cmd: list[str], timeout: float, umask: int | None = None, on_timeout: Ca
         kill_group(proc.pid)
         err.seek(0)
         text = err.read().decode("utf-8", "replace")
-    return Ran(os.waitstatus_to_exitcode(status), hung, mb(usage.ru_maxrss), round(wall, 2), text, orphans)
+    return Ran(os.waitstatus_to_exitcode(status), hung, peak_mb, round(wall, 2), text, orphans)
 
 
 def _answers(path: Path) -> dict[str, str]:

@@ -34,7 +34,6 @@ import json
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import child_env, free_port, kill_group, specread_command
+from benchmarks.common import TreePeak, child_env, free_port, kill_group, specread_command
 
 __all__ = ["main", "run_faults"]
 
@@ -92,14 +91,6 @@ def orphans(pids: list[int], grace: float = ORPHAN_GRACE) -> int:
     return sum(_alive(p) for p in pids)
 
 
-def _vmhwm_kb(pid: int) -> int:
-    with suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 class Watched:
     """A subprocess in its own session whose tree's peak RSS (``VmHWM``) is sampled until it ends."""
 
@@ -108,16 +99,8 @@ class Watched:
         with open(log, "ab") as fh:
             self.proc = subprocess.Popen(cmd, stdout=fh, stderr=fh, env=env or child_env(), start_new_session=True)
         self.started = time.monotonic()
-        self.peaks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            for pid in [self.proc.pid, *tree(self.proc.pid)]:
-                self.peaks[pid] = max(self.peaks.get(pid, 0), _vmhwm_kb(pid))
-            self._stop.wait(0.05)
+        self._peak = TreePeak(self.proc.pid)
+        self.peaks = self._peak.peaks
 
     def wait(self, timeout: float) -> tuple[int | None, bool]:
         """The exit status (None if killed at the timeout) and whether it timed out; the tree is then killed."""
@@ -126,8 +109,7 @@ class Watched:
             hung = False
         except subprocess.TimeoutExpired:
             code, hung = None, True
-        self._stop.set()
-        self._sampler.join(timeout=2)
+        self._peak.stop()
         kill_group(self.proc.pid)
         with suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)

@@ -12,8 +12,8 @@ connections the server left open after its timeouts.
   crashes, the cases whose rows are missing are run again, one process at a time
   in input order (``--workers 1``), to name the case that crashes (``crashed``)
   and the ones lost with it (``rows_lost_collateral``). Peak RSS is the
-  ``ru_maxrss`` of the predict process tree (the largest process), from
-  ``os.wait4``. Each memory-heavy image is also read alone in a fresh process
+  largest ``VmHWM`` of the predict process tree, sampled from ``/proc``
+  (``common.TreePeak``). Each memory-heavy image is also read alone in a fresh process
   through the real reader (``build_reader(...).read(path, ["item_weight"])``),
   next to a plain label for the baseline (``memory``).
 * **Service.** ``specread serve --workers 1 --header-timeout T --body-timeout T
