@@ -66,6 +66,7 @@ def wilson_lower(hits: float, n: float, z: float = Z) -> float:
     margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return (centre - margin) / (1 + z * z / n)
 
+
 TIE_BREAK = 0.01
 """Weight of the raw confidence in a calibrated one: isotonic regression pools long runs of answers into
 one value (70% of real-dev's item weights share 0.945), and this keeps their raw order inside the run,
