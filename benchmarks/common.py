@@ -323,3 +323,23 @@ def proc_field(pid: int, name: str) -> str:
             if line.startswith(name + ":"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+def faults_main(run_faults: Callable[..., list[dict]], doc: str, argv: Sequence[str] | None = None) -> list[dict]:
+    """The command line of a ``faults_*`` module: ``[--quick] [--timeout S] [--work DIR]``, JSON printed.
+
+    ``run_faults(work, quick=, timeout=)`` runs the scenarios; without ``--work`` they run in a
+    temporary folder that is removed afterwards.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="one or two scenarios per family")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds one specread run or step may take")
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed)")
+    args = parser.parse_args(argv)
+    if args.work:
+        results = run_faults(args.work, quick=args.quick, timeout=args.timeout)
+    else:
+        with tempfile.TemporaryDirectory(prefix="specread-faults-") as tmp:
+            results = run_faults(Path(tmp), quick=args.quick, timeout=args.timeout)
+    print(json.dumps(results, indent=2))
+    return results

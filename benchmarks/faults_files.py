@@ -31,7 +31,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -47,7 +46,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import TreePeak, child_env, kill_group, specread_command
+from benchmarks.common import TreePeak, child_env, faults_main, kill_group, specread_command
 from benchmarks.faults_fuse import stalled_file
 
 __all__ = ["main", "run_faults"]
@@ -517,18 +516,8 @@ def run_faults(work: Path, *, quick: bool = False, timeout: float = 60.0) -> lis
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="one or two scenarios per family")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds one specread run may take")
-    parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed)")
-    args = parser.parse_args(argv)
-    if args.work:
-        results = run_faults(args.work, quick=args.quick, timeout=args.timeout)
-    else:
-        with tempfile.TemporaryDirectory(prefix="specread-faults-") as tmp:
-            results = run_faults(Path(tmp), quick=args.quick, timeout=args.timeout)
-    print(json.dumps(results, indent=2))
-    return results
+    """Run this module's scenarios and print them as JSON (see :func:`benchmarks.common.faults_main`)."""
+    return faults_main(run_faults, __doc__ or "", argv)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,10 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -41,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import TreePeak, child_env, free_port, kill_group, specread_command
+from benchmarks.common import TreePeak, child_env, faults_main, free_port, kill_group, specread_command
 
 __all__ = ["main", "run_faults"]
 
@@ -467,17 +465,9 @@ def run_faults(work: Path, *, quick: bool = False, timeout: float = 60.0) -> lis
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="one or two scenarios per family, 200k rows")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per run")
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
-    args = parser.parse_args()
-    if args.work is not None:
-        print(json.dumps(run_faults(args.work, quick=args.quick, timeout=args.timeout), indent=2))
-        return
-    with tempfile.TemporaryDirectory(prefix="faults-procs-") as tmp:
-        print(json.dumps(run_faults(Path(tmp), quick=args.quick, timeout=args.timeout), indent=2))
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run this module's scenarios and print them as JSON (see :func:`benchmarks.common.faults_main`)."""
+    return faults_main(run_faults, __doc__ or "", argv)
 
 
 if __name__ == "__main__":

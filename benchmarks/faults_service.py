@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from benchmarks.common import child_env, free_port, kill_group, mb, proc_field, specread_command
+from benchmarks.common import child_env, faults_main, free_port, kill_group, mb, proc_field, specread_command
 from benchmarks.hostile_corpus import label_image, multipart_body, raw_request
 from benchmarks.hostile_service import Server
 
@@ -398,20 +398,8 @@ def run_faults(work: Path, *, quick: bool = False, timeout: float = 60.0) -> lis
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one or two scenarios per family")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request or scenario step")
-    parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
-    args = parser.parse_args(argv)
-    if args.work:
-        results = run_faults(args.work, quick=args.quick, timeout=args.timeout)
-    else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="specread-faults-service-") as tmp:
-            results = run_faults(Path(tmp), quick=args.quick, timeout=args.timeout)
-    print(json.dumps(results, indent=2))
-    return results
+    """Run this module's scenarios and print them as JSON (see :func:`benchmarks.common.faults_main`)."""
+    return faults_main(run_faults, __doc__ or "", argv)
 
 
 if __name__ == "__main__":
