@@ -28,7 +28,8 @@ def test_every_family_is_handled(tmp_path: Path) -> None:
     assert {r["family"] for r in results} == {"starvation", "abandoned", "upload_memory", "review_names"}
     for r in results:
         assert set(r) >= KEYS, r
-        assert r["handled"] and not r["hung"] and r["wrong_answers"] == 0 and r["orphans"] == 0, (r["case"], r["detail"])
+        ok = r["handled"] and not r["hung"] and r["wrong_answers"] == 0 and r["orphans"] == 0
+        assert ok, (r["case"], r["detail"], r["orphans"])
     upload = next(r for r in results if r["family"] == "upload_memory")
     assert 0 < upload["peak_rss_mb"] < 1500
 
