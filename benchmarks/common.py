@@ -343,3 +343,15 @@ def faults_main(run_faults: Callable[..., list[dict]], doc: str, argv: Sequence[
             results = run_faults(Path(tmp), quick=args.quick, timeout=args.timeout)
     print(json.dumps(results, indent=2))
     return results
+
+
+def fault_row(family: str, case: str, handled: bool = False, detail: str = "", **fields: object) -> dict:
+    """One fault scenario's result in the shape every ``faults_*`` module reports (``hostile.py`` sums them).
+
+    ``fields`` overrides the defaults: ``hung`` False, ``wrong_answers``, ``orphans`` and ``rows_lost``
+    0, ``peak_rss_mb`` None.
+    """
+    row: dict = {"family": family, "case": case, "handled": bool(handled), "hung": False, "wrong_answers": 0}
+    row |= {"orphans": 0, "rows_lost": 0, "peak_rss_mb": None, "detail": detail}
+    row.update(fields)
+    return row

@@ -46,7 +46,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import TreePeak, child_env, faults_main, kill_group, specread_command
+from benchmarks.common import TreePeak, child_env, fault_row, faults_main, kill_group, specread_command
 from benchmarks.faults_fuse import stalled_file
 
 __all__ = ["main", "run_faults"]
@@ -206,17 +206,17 @@ class Bench:
 
 
 def _result(family: str, case: str, ran: Ran | None, handled: bool, detail: str, wrong: int = 0, lost: int = 0) -> dict:
-    return {
-        "family": family,
-        "case": case,
-        "handled": bool(handled and ran is not None and not ran.hung and ran.orphans == 0),
-        "hung": bool(ran and ran.hung),
-        "wrong_answers": wrong,
-        "orphans": ran.orphans if ran else 0,
-        "rows_lost": lost,
-        "peak_rss_mb": ran.peak_rss_mb if ran else None,
-        "detail": detail[:300],
-    }
+    return fault_row(
+        family,
+        case,
+        handled and ran is not None and not ran.hung and ran.orphans == 0,
+        detail[:300],
+        hung=bool(ran and ran.hung),
+        wrong_answers=wrong,
+        orphans=ran.orphans if ran else 0,
+        rows_lost=lost,
+        peak_rss_mb=ran.peak_rss_mb if ran else None,
+    )
 
 
 # -- the images folder ------------------------------------------------------------------------------------------------

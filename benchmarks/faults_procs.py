@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.common import TreePeak, child_env, faults_main, free_port, kill_group, specread_command
+from benchmarks.common import TreePeak, child_env, fault_row, faults_main, free_port, kill_group, specread_command
 
 __all__ = ["main", "run_faults"]
 
@@ -125,22 +125,6 @@ class Watched:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def _result(family: str, case: str, **fields: object) -> dict:
-    row = {
-        "family": family,
-        "case": case,
-        "handled": False,
-        "hung": False,
-        "wrong_answers": 0,
-        "orphans": 0,
-        "rows_lost": 0,
-        "peak_rss_mb": None,
-        "detail": "",
-    }
-    row.update(fields)
-    return row
 
 
 def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: float) -> bool:
@@ -247,7 +231,7 @@ def _predict_killed(
         f"signal {'at' if landed else 'after the wait for'} {moment} ({written} of {len(reference)} rows written); "
         f"exit {code} (want {expect}), {len(kids)} worker(s), rerun exit {rerun_code}"
     )
-    return _result(
+    return fault_row(
         "predict_killed",
         case,
         handled=handled,
@@ -288,7 +272,7 @@ def _train_killed(
     handled = code == expect and rerun_code == 0 and not hung and not rerun_hung and not left and not wrong
     detail = f"signal {'during' if landed else 'after the wait for'} the OCR pass; exit {code} (want {expect}), "
     detail += f"{len(kids)} worker(s), rerun exit {rerun_code}, ranker {'equal' if not wrong else 'differs'}"
-    return _result(
+    return fault_row(
         "train_killed",
         case,
         handled=handled,
@@ -341,7 +325,7 @@ def _service_killed(work: Path, image: Path, sig: signal.Signals, timeout: float
     port = free_port()
     server = _serve(folder, port, timeout)
     if server is None:
-        return _result("service_killed", case, detail="the server did not start")
+        return fault_row("service_killed", case, detail="the server did not start")
     before = _read_one(port, image)
     kids = tree(server.proc.pid)
     server.proc.send_signal(sig)
@@ -356,7 +340,7 @@ def _service_killed(work: Path, image: Path, sig: signal.Signals, timeout: float
     handled = not hung and not left and not wrong and again is not None
     detail = f"exit {code}, {len(kids)} child process(es) before the signal; restarted server answers "
     detail += "the same" if not wrong else f"differently: {after[:120]}"
-    return _result(
+    return fault_row(
         "service_killed",
         case,
         handled=handled,
@@ -420,7 +404,7 @@ def _many_rows(work: Path, images: Path, rows: int, timeout: float) -> dict:
         f"process {big.largest_mb()} MB vs {base.largest_mb()} MB (x{largest_ratio:.2f}); wall {big.wall_s} s vs "
         f"{base.wall_s} s; exit {code}"
     )
-    return _result(
+    return fault_row(
         "many_rows",
         case,
         handled=handled,
@@ -443,7 +427,7 @@ def run_faults(work: Path, *, quick: bool = False, timeout: float = 60.0) -> lis
     code, _ = ref.wait(timeout * 2)
     reference = _read_output(reference_out)
     if code != 0:
-        return [_result("predict_killed", "reference", detail=f"the fault-free run failed (exit {code})")]
+        return [fault_row("predict_killed", "reference", detail=f"the fault-free run failed (exit {code})")]
     moments = [("mid", signal.SIGKILL), ("mid", signal.SIGTERM)]
     if not quick:
         moments = [(m, s) for m in ("start", "mid", "rewrite") for s in (signal.SIGKILL, signal.SIGTERM)]

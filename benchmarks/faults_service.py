@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from benchmarks.common import child_env, faults_main, free_port, kill_group, mb, proc_field, specread_command
+from benchmarks.common import child_env, fault_row, faults_main, free_port, kill_group, mb, proc_field, specread_command
 from benchmarks.hostile_corpus import label_image, multipart_body, raw_request
 from benchmarks.hostile_service import Server
 
@@ -52,8 +52,7 @@ _BOUNDARY = "specread-faults"
 
 
 def _result(family: str, case: str, handled: bool, detail: str, **fields: object) -> dict:
-    base = {"hung": False, "wrong_answers": 0, "orphans": 0, "rows_lost": 0, "peak_rss_mb": None}
-    return {"family": family, "case": case, "handled": bool(handled), **base, **fields, "detail": detail[:300]}
+    return fault_row(family, case, handled, detail[:300], **fields)
 
 
 def _label_png(tiles: int = 1) -> bytes:

@@ -52,6 +52,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.common import fault_row
 from benchmarks.hostile_cli import run_cli, run_memory
 from benchmarks.hostile_corpus import build_corpus
 from benchmarks.hostile_service import run_service
@@ -125,19 +126,7 @@ def run_fault_families(work: Path, quick: bool) -> dict:
         try:
             scenarios.extend(module.run_faults(work / name, quick=quick))
         except Exception as exc:  # a scenario runner that breaks is a finding, not a reason to lose the report
-            scenarios.append(
-                {
-                    "family": name,
-                    "case": "runner",
-                    "handled": False,
-                    "hung": False,
-                    "wrong_answers": 0,
-                    "orphans": 0,
-                    "rows_lost": 0,
-                    "peak_rss_mb": None,
-                    "detail": f"{type(exc).__name__}: {exc}",
-                }
-            )
+            scenarios.append(fault_row(name, "runner", detail=f"{type(exc).__name__}: {exc}"))
     # The upload-memory scenarios measure the server's main process (the 1.5 GB bound of issue 18),
     # not a worker: they are reported apart from the worker peak.
     main = [s["peak_rss_mb"] for s in scenarios if s.get("peak_rss_mb") and s["family"] in MAIN_PROCESS_FAMILIES]
