@@ -244,11 +244,11 @@ class Priors:
             return value, unit
         return self.entity_mode.get(entity)
 
-    def relation_logodds(self, a: str, b: str, rel: str) -> float:
-        """log P(rel | entities a and b labelled on one image) against the uniform 1/3.
+    def relation_share(self, a: str, b: str, rel: str) -> float:
+        """P(rel | entities a and b labelled on one image): how a's size compares with b's (:data:`RELATIONS`).
 
-        ``rel`` compares a's size with b's (:data:`RELATIONS`). Laplace-smoothed, so a relation
-        the labels never show is unlikely, never impossible; 0 for a pair never labelled together.
+        Laplace-smoothed, so a relation the labels never show is unlikely, never impossible; the
+        uniform 1/3 for a pair never labelled together.
         """
         i = RELATIONS.index(rel)
         row = self.pair_relations.get(f"{a}|{b}")
@@ -256,8 +256,12 @@ class Priors:
             row = self.pair_relations.get(f"{b}|{a}")
             i = len(RELATIONS) - 1 - i
         if row is None:
-            return 0.0
-        return math.log((row[i] + 1) / (sum(row) + len(RELATIONS)) * len(RELATIONS))
+            return 1 / len(RELATIONS)
+        return (row[i] + 1) / (sum(row) + len(RELATIONS))
+
+    def relation_logodds(self, a: str, b: str, rel: str) -> float:
+        """log :meth:`relation_share` against the uniform 1/3 (0 for a pair never labelled together)."""
+        return math.log(self.relation_share(a, b, rel) * len(RELATIONS))
 
     def describe(self, entity: str, group: str | None = None) -> str:
         guess = self.fallback(entity, group)

@@ -34,7 +34,6 @@ chosen by grouped cross-validation on real-dev (``benchmarks/whole_image.py``).
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -174,7 +173,7 @@ def _pair_terms(
         odds = {rel: params.pair_weight * priors.relation_logodds(a, b, rel) for rel in RELATIONS}
         # Roles whose labels usually share one value (an item weight and its maximum weight
         # recommendation: 79% of the images labelled with both) pay nothing for sharing a size.
-        shared = math.exp(priors.relation_logodds(a, b, "eq")) / len(RELATIONS) >= SHARED
+        shared = priors.relation_share(a, b, "eq") >= SHARED
         mention_cost, value_cost = (0.0, 0.0) if shared else (params.mention_cost, params.value_cost)
         table: list[list[float]] = []
         for ci, si in zip(cands[a], sizes[k], strict=True):
