@@ -31,12 +31,14 @@ OTHER: dict[str, tuple[str, object]] = {
     "min_score": ("fast", 0.6),
     "rec_batch": ("fast", 8),
     "rec_width_step": ("fast", 32),
-    "rec_max_columns": ("fast", 3840),
+    "rec_max_columns": ("fast", 1920),
+    "rec_padding": ("fast", "batch"),
     "charset": ("fast", "all"),
     "backend": ("accurate", "openvino"),
     "precision": ("fast", "int8"),
     "threads": ("fast", 4),
     "kernel_cache": ("fast", 0),
+    "batch_images": ("fast", 1),
     "device": ("fast", "same processor"),  # the device "auto" resolves to here: a name of the same processor
 }
 OCR_FIELDS = [f.name for f in dataclasses.fields(OcrSettings)]

@@ -172,7 +172,7 @@ def test_cli_commands_default_to_the_usable_cores() -> None:
 
 def test_a_run_states_its_settings_and_the_cpu_features(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from specread import hardware
-    from specread.batch.local import run_summary
+    from specread.hardware import run_summary
     from specread.ocr import devices
     from specread.settings import ReaderConfig, preset
 

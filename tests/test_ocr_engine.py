@@ -32,6 +32,12 @@ RAPIDOCR_INTERNALS = {
     "postprocess_op",
     "limit_side_len",
     "get_preprocess",
+    "preprocess_img",
+    "detect_and_crop",
+    "build_final_output",
+    "rec_image_shape",
+    "resize_norm_img",
+    "cls_batch_num",
 }
 """Attributes of RapidOCR's objects that are not its documented interface (its ``params`` keys are)."""
 

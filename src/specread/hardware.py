@@ -19,6 +19,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from specread.settings import ReaderConfig
 
 __all__ = [
     "CPU_FEATURES",
@@ -28,6 +32,7 @@ __all__ = [
     "cpu_info",
     "cpu_quota",
     "default_workers",
+    "run_summary",
     "usable_cpus",
 ]
 
@@ -191,3 +196,27 @@ def default_workers(
     if memory is not None:
         workers = min(workers, memory // per_worker)
     return max(1, int(workers))
+
+
+def run_summary(config: ReaderConfig, workers: int) -> str:
+    """One line saying how a run will read: OCR settings, workers, device, and the CPU's speed features.
+
+    Speed depends on the machine more than on any option (INT8 and bfloat16 run natively only with
+    VNNI, AVX512-BF16 or AMX), so a run states what it found before it starts.
+    """
+    from specread.ocr.devices import resolve_device
+
+    ocr = config.ocr
+    cpu = cpu_info()
+    try:
+        device = resolve_device(ocr.device)
+    except (ValueError, RuntimeError) as exc:  # reported where the engine is built; the summary stays a summary
+        device = f"unavailable ({exc.__class__.__name__})"
+    features = ", ".join(cpu.features) or "none detected"
+    amx = "AMX" if "amx_tile" in cpu.features else "no AMX"
+    who = f"{workers} worker(s)" if workers else "Ray actors"
+    return (
+        f"OCR {ocr.backend}/{ocr.precision}/{ocr.charset}, detector side {ocr.det_side}, "
+        f"angle classifier {'on' if ocr.use_cls else 'off'}, second pass {config.retry_side or 'off'}, "
+        f"device {device}, {who}; CPU {cpu.model or 'unknown'} ({amx}; {features})"
+    )

@@ -58,25 +58,40 @@ class PageSource:
         self.cache = cache
 
     def __call__(self, image: ImageInput) -> OcrPage:
-        if isinstance(image, np.ndarray):
-            arr, digest = image, None
-        else:
+        return self.many([image])[0]
+
+    def many(self, images: Sequence[ImageInput]) -> list[OcrPage]:
+        """One page per image, in order: cached pages as they are, the others read in one engine call.
+
+        An engine with ``read_many`` (RapidOCR's lines pooled across pictures) reads the misses
+        together; any other engine reads them one by one. An image that cannot be read raises,
+        as :meth:`__call__` does (the batch runner then reads the batch one image at a time).
+        """
+        pages: list[OcrPage | None] = [None] * len(images)
+        misses: list[tuple[int, np.ndarray, str | None]] = []
+        for i, image in enumerate(images):
+            if isinstance(image, np.ndarray):
+                misses.append((i, image, None))
+                continue
             # Key the cache on the raw bytes and decode only on a miss: cached re-runs skip decoding.
             data = bytes(image) if isinstance(image, bytes | bytearray) else read_image_bytes(image)
             digest = image_digest(data)
-            if self.cache is not None:
-                page = self.cache.get(digest)
-                if page is not None:
-                    return page
-            name = "<bytes>" if isinstance(image, bytes | bytearray) else str(image)
-            # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
-            arr = decode_image(data, name, max_side=None if self.engine is None else self.engine.max_side)
-        if self.engine is None:
+            pages[i] = self.cache.get(digest) if self.cache is not None else None
+            if pages[i] is None:
+                name = "<bytes>" if isinstance(image, bytes | bytearray) else str(image)
+                # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
+                max_side = None if self.engine is None else self.engine.max_side
+                misses.append((i, decode_image(data, name, max_side=max_side), digest))
+        if misses and self.engine is None:
             raise RuntimeError("this reader has no OCR engine; give OCR pages to its selector (selector.select)")
-        page = self.engine(arr)
-        if digest and self.cache is not None:
-            self.cache.put(digest, page)
-        return page
+        arrays = [array for _, array, _ in misses]
+        read_many = getattr(self.engine, "read_many", None)
+        fresh = read_many(arrays) if read_many is not None else [self.engine(array) for array in arrays]  # type: ignore[misc]
+        for (i, _, digest), page in zip(misses, fresh, strict=True):
+            pages[i] = page
+            if digest and self.cache is not None:
+                self.cache.put(digest, page)
+        return pages  # type: ignore[return-value]
 
 
 class SpecReader:
@@ -94,13 +109,17 @@ class SpecReader:
             candidate (see :attr:`ReaderConfig.retry_side`).
     """
 
-    batch_images = 1
-    """Images per :meth:`read_many` call in the batch runner: OCR gains nothing from batching images."""
-
     def __init__(self, pages: PageSource, selector: Selector, retry: PageSource | None = None) -> None:
         self.pages = pages
         self.selector = selector
         self.retry = retry
+
+    @property
+    def batch_images(self) -> int:
+        """Images per :meth:`read_many` call in the batch runner: the engine's ``batch_images`` if it reads many."""
+        engine = self.pages.engine
+        settings = getattr(engine, "settings", None)
+        return int(getattr(settings, "batch_images", 1)) if hasattr(engine, "read_many") else 1
 
     def read(self, image: ImageInput, entities: Sequence[str], group_id: str | None = None) -> ReadResult:
         """OCR one image and predict every requested entity (names are checked before any OCR)."""
@@ -110,12 +129,31 @@ class SpecReader:
         )
 
     def read_many(self, items: Sequence[tuple[ImageInput, Sequence[str], str | None]]) -> list[ReadResult]:
-        """:meth:`read` for each ``(image, entities, group_id)``, in order."""
-        return [self.read(image, entities, group_id) for image, entities, group_id in items]
+        """:meth:`read` for each ``(image, entities, group_id)``, in order, the images' OCR in one call.
+
+        Pages are the same as :meth:`read` gives (see :meth:`PageSource.many`); an image named
+        by several items is read once. The second pass, where one is needed, reads image by image.
+        """
+        registry = get_registry()
+        for _, entities, _ in items:  # names are checked before any OCR, as read() does
+            for entity in entities:
+                registry.entity(entity)
+        unique = list({_identity(image): image for image, _, _ in items}.values())
+        pages = dict(zip((_identity(image) for image in unique), self.pages.many(unique), strict=True))
+        return [self._select(pages[_identity(image)], image, entities, group_id) for image, entities, group_id in items]
+
+    def _select(self, page: OcrPage, image: ImageInput, entities: Sequence[str], group_id: str | None) -> ReadResult:
+        retry = self.retry
+        return self.selector.select(page, entities, group_id, (lambda: retry(image)) if retry else None)
 
     def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
         """The fallback answer when the image gives none: the prior's guess, or empty if disabled."""
         return self.selector.blind_guess(entity, group_id)
+
+
+def _identity(image: ImageInput) -> object:
+    """What makes two items the same image: a path's text, else the object itself."""
+    return str(image) if isinstance(image, str | Path) else id(image)
 
 
 def _rules_scorer(model: Model) -> Scorer:

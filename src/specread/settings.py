@@ -87,11 +87,14 @@ class OcrSettings:
         rec_batch: text lines per recogniser call.
         rec_width_step: pad recogniser batch widths to a multiple of this.
         rec_max_columns: cap on lines x padded width per recogniser call (0: none).
+        rec_padding: ``"line"`` (each line at its own padded width, so the lines of many
+            pictures share calls: :mod:`specread.ocr.lines`) or ``"batch"`` (RapidOCR's own).
         charset: ``"all"`` or ``"latin"`` (OpenVINO only).
         backend: ``"onnxruntime"`` or ``"openvino"``.
         precision: ``"f32"``, or ``"bf16"`` (OpenVINO, where the CPU has it).
         threads: intra-op inference threads per engine.
         kernel_cache: compiled input shapes OpenVINO keeps.
+        batch_images: pictures a worker reads together, their lines in shared recogniser calls.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:mod:`specread.ocr.devices`).
 
     Fields are tagged with what they affect (:mod:`specread.affects`), grouped page, kernels, speed.
@@ -105,11 +108,13 @@ class OcrSettings:
     rec_batch: int = setting(KERNELS, _OCR["rec_batch"])
     rec_width_step: int = setting(KERNELS, _OCR["rec_width_step"])
     rec_max_columns: int = setting(KERNELS, _OCR["rec_max_columns"])
+    rec_padding: str = setting(KERNELS, _OCR["rec_padding"])
     charset: str = setting(KERNELS, _OCR["charset"])
     backend: str = setting(KERNELS, _OCR["backend"])
     precision: str = setting(KERNELS, _OCR["precision"])
     threads: int = setting(SPEED, _OCR["threads"])
     kernel_cache: int = setting(SPEED, _OCR["kernel_cache"])
+    batch_images: int = setting(SPEED, _OCR["batch_images"])
     device: str = setting(SPEED, _OCR["device"])
 
 

@@ -27,6 +27,7 @@ from specread.batch.failures import Failure, FailureLog, failure_from
 from specread.batch.pool import results_as_done
 from specread.batch.warm import ocr_into_cache, warm_cache
 from specread.errors import MissingImagesError
+from specread.hardware import run_summary
 from specread.io.dataset import Row, image_name, rows_digest
 from specread.io.output import OutputWriter, failures_path, output_columns
 from specread.io.rowtable import Answers, RowTable
@@ -47,7 +48,6 @@ __all__ = [
     "predict_csv",
     "read_image_rows",
     "read_images_batch",
-    "run_summary",
     "warm_cache",
 ]
 # ocr_into_cache and warm_cache live in specread.batch.warm; they are named here for earlier callers.
@@ -158,10 +158,10 @@ def read_image_rows(reader: Reader, path: Path | None, rows: Sequence[Row]) -> I
 
 
 def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence[Row]]]) -> list[ImageResult]:
-    """Batched variant for readers that gain from it (VLM, hybrid): one ``read_many`` call spans images.
+    """Several images in one ``read_many`` call (OCR pools their text lines; a VLM batches prompts).
 
-    If anything fails for the batch, it falls back to one image at a time, so a bad
-    file still costs only its own rows (fallback answer, with a :class:`Failure`).
+    If anything fails for the batch, it falls back to one image at a time, so a bad file
+    still costs only its own rows (fallback answer, with a :class:`Failure`).
     """
     items: list[tuple[Path, list[str], str | None]] = []
     owners: list[tuple[int, list[Row]]] = []
@@ -242,34 +242,23 @@ def check_images_present(rows: Iterable[Row], images_dir: Path) -> None:
         raise MissingImagesError(str(images_dir), len(missing), len(named), missing[0])
 
 
-def _work(path: Path | None, rows: Sequence[Row]) -> ImageResult:
+Job = tuple[tuple[Path | None, Sequence[Row]], ...]
+"""A worker's job: images (path, keys) read together (:attr:`ReaderConfig.ocr` ``batch_images`` of them)."""
+
+
+def batch_images(config: ReaderConfig) -> int:
+    """Images a worker reads together: the OCR reader pools their text lines; the other readers read one at a time."""
+    return config.ocr.batch_images if config.reader == "ocr" else 1
+
+
+def _work(*job: tuple[Path | None, Sequence[Row]]) -> list[ImageResult]:
     assert _READER is not None, "worker not initialised"
-    return read_image_rows(_READER, path, rows)
+    return read_images_batch(_READER, job)
 
 
-def run_summary(config: ReaderConfig, workers: int) -> str:
-    """One line saying how a run will read: OCR settings, workers, device, and the CPU's speed features.
-
-    Speed depends on the machine more than on any option (INT8 and bfloat16 run natively only with
-    VNNI, AVX512-BF16 or AMX), so a run states what it found before it starts.
-    """
-    from specread.hardware import cpu_info
-    from specread.ocr.devices import resolve_device
-
-    ocr = config.ocr
-    cpu = cpu_info()
-    try:
-        device = resolve_device(ocr.device)
-    except (ValueError, RuntimeError) as exc:  # reported where the engine is built; the summary stays a summary
-        device = f"unavailable ({exc.__class__.__name__})"
-    features = ", ".join(cpu.features) or "none detected"
-    amx = "AMX" if "amx_tile" in cpu.features else "no AMX"
-    who = f"{workers} worker(s)" if workers else "Ray actors"
-    return (
-        f"OCR {ocr.backend}/{ocr.precision}/{ocr.charset}, detector side {ocr.det_side}, "
-        f"angle classifier {'on' if ocr.use_cls else 'off'}, second pass {config.retry_side or 'off'}, "
-        f"device {device}, {who}; CPU {cpu.model or 'unknown'} ({amx}; {features})"
-    )
+def _one_by_one(job: Job) -> list[Job]:
+    """A job split into one job per image: how images in flight when a worker died are read again."""
+    return [(image,) for image in job]
 
 
 def predict_csv(
@@ -321,30 +310,23 @@ def predict_csv(
         if announce:
             announce(summary)
         groups, total, done = run.groups, len(run.groups), 0
-        if workers <= 1:
-            local = reader or build_reader(config)
-            size = local.batch_images
-            if size > 1:
-                for start in range(0, total, size):
-                    chunk = [(run.path_of(link), rs) for link, rs in groups[start : start + size]]
-                    for result in read_images_batch(local, chunk):
-                        run.record(*result)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-            else:
-                for link, image_rows in groups:
-                    run.record(*read_image_rows(local, run.path_of(link), image_rows))
-                    done += 1
-                    if progress:
-                        progress(done, total)
-        else:
-            jobs = [(run.path_of(link), keys) for link, keys in groups]
-            for result in results_as_done(workers, _init_worker, (config,), _work, jobs, _died, _raised):
+        local = (reader or build_reader(config)) if workers <= 1 else None
+        size = local.batch_images if local is not None else batch_images(config)
+        jobs = [
+            tuple((run.path_of(link), rows) for link, rows in groups[start : start + size])
+            for start in range(0, total, size)
+        ]
+        results: Iterable[list[ImageResult]] = (
+            (read_images_batch(local, job) for job in jobs)
+            if local is not None
+            else results_as_done(workers, _init_worker, (config,), _work, jobs, _died, _raised, _one_by_one)
+        )
+        for chunk in results:
+            for result in chunk:
                 run.record(*result)
-                done += 1
-                if progress:
-                    progress(done, total)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
     return run.stats
 
 
@@ -437,10 +419,10 @@ def open_run(
     stats.failures_file = failures.path if stats.failed_images else None
 
 
-def _died(job: tuple[Path | None, list[Row]]) -> ImageResult:
-    return _failed(None, job[1], kind="worker died")
+def _died(job: Job) -> list[ImageResult]:
+    return [_failed(None, rows, kind="worker died") for _, rows in job]
 
 
-def _raised(job: tuple[Path | None, list[Row]], exc: Exception) -> ImageResult:
-    """A job's own error (e.g. a result that cannot be sent back): its image's failure."""
-    return _failed(None, job[1], exc)
+def _raised(job: Job, exc: Exception) -> list[ImageResult]:
+    """A job's own error (e.g. a result that cannot be sent back): its images' failure."""
+    return [_failed(None, rows, exc) for _, rows in job]

@@ -90,6 +90,7 @@ def results_as_done(
     jobs: list[Job],
     on_death: Callable[[Job], Any],
     on_error: Callable[[Job, Exception], Any],
+    split: Callable[[Job], list[Job]] | None = None,
 ) -> Iterator[Any]:
     """``work(*job)`` for every job on a process pool, with bounded in-flight work, yielding results as they finish.
 
@@ -97,7 +98,9 @@ def results_as_done(
     the whole pool and fails every job in flight, not only its own. The pool is
     then rebuilt and those jobs are run again one at a time, so the one that kills
     a worker while alone is known: its result is ``on_death(job)``, and the run
-    goes on. A job that raises gives ``on_error(job, exc)``.
+    goes on. A job that raises gives ``on_error(job, exc)``. A job of several
+    items (images read together) is ``split`` into one job per item first, so a
+    killer costs its own item only.
     """
     queue = list(reversed(jobs))  # pop() from the end keeps input order
     suspects: list[Job] = []
@@ -135,5 +138,6 @@ def results_as_done(
                 if broken and not alone:
                     break
         if broken:
-            log.warning("a worker process died; reading the %d images that were in flight one at a time", len(broken))
-            suspects.extend(broken)
+            parts = [part for job in broken for part in (split(job) if split else [job])]
+            log.warning("a worker process died; reading the %d images that were in flight one at a time", len(parts))
+            suspects.extend(parts)

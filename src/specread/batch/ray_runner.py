@@ -9,7 +9,7 @@ the same append-only :class:`specread.io.output.OutputWriter` as the local
 runner (:meth:`specread.batch.local.Run.record`), so a run killed at any point
 resumes with the indices it already has, and the final rewrite leaves exactly
 one row per input index in input order. Predictions equal the local runner's: both call
-:func:`specread.batch.local.read_image_rows` on a reader built from the same
+:func:`specread.batch.local.read_images_batch` on a reader built from the same
 :class:`specread.settings.ReaderConfig`.
 
 Images are read by path on the actors, so on a multi-node cluster the images
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from specread.batch.failures import Failure
-from specread.batch.local import ImageResult, Run, RunStats, open_run, read_image_rows
+from specread.batch.local import ImageResult, Run, RunStats, batch_images, open_run, read_images_batch
 from specread.batch.warm import ocr_into_cache
 from specread.io.dataset import Row
 from specread.io.rowtable import RowTable
@@ -58,9 +58,12 @@ class ImageBatchReader:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         out: dict[str, list] = {key: [] for key in ("index", "prediction", "confidence", "image", "kind", "reason")}
-        for image, path, packed in zip(batch["image"], batch["path"], batch["rows"], strict=True):
-            rows = [Row(*fields) for fields in json.loads(str(packed))]
-            results, failure = read_image_rows(self.reader, Path(path) if path else None, rows)
+        jobs = [
+            (Path(path) if path else None, [Row(*fields) for fields in json.loads(str(packed))])
+            for path, packed in zip(batch["path"], batch["rows"], strict=True)
+        ]
+        # The batch's images read together (their text lines share recogniser calls), as a local worker reads them.
+        for image, (results, failure) in zip(batch["image"], read_images_batch(self.reader, jobs), strict=True):
             for index, prediction, confidence in results:
                 out["index"].append(index)
                 out["prediction"].append(prediction)
@@ -85,7 +88,7 @@ def predict_csv_ray(
     progress: Callable[[int, int], None] | None = None,
     *,
     actors: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     with_confidence: bool = False,
     overwrite: bool = False,
     allow_missing: bool = False,
@@ -101,7 +104,7 @@ def predict_csv_ray(
             already initialised Ray, or starts a local one.
         progress: called with ``(images_done, images_total)`` as results arrive.
         actors: reader actors (one CPU each); default: the cluster's CPU count.
-        batch_size: images per actor call.
+        batch_size: images per actor call (default: the OCR's ``batch_images``, read together).
         with_confidence: add a ``confidence`` column.
         overwrite: discard an existing output (and its job record and failures) first.
         allow_missing: go on when most images are missing.
@@ -116,7 +119,7 @@ def predict_csv_ray(
     config = config or ReaderConfig()
     with open_run(input_csv, images_dir, output_csv, config, with_confidence, overwrite, allow_missing) as run:
         if run.groups:
-            _run(run, config, address, progress, actors, batch_size)
+            _run(run, config, address, progress, actors, batch_size or batch_images(config))
     return run.stats
 
 

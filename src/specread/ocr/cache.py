@@ -72,6 +72,7 @@ _SPELLING: dict[str, tuple[str, Any]] = {
     "rec_width_step": ("rw", 1),
     "rec_max_columns": ("rc", 0),
     "charset": ("cs", "all"),
+    "rec_padding": ("pad", "batch"),
 }
 """How keys have always spelled a field: ``(prefix, plain)``; at its plain value (``None``: none) it adds nothing.
 

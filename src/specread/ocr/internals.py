@@ -13,6 +13,7 @@ stay with the adapter (:mod:`specread.ocr.rapid`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,16 @@ import numpy as np
 
 __all__ = [
     "BUNDLED",
+    "Detected",
+    "LineModel",
+    "assemble",
     "bundled_model",
     "characters",
+    "classify",
     "det_preprocess_class",
+    "detect",
     "keep_characters",
+    "line_model",
     "openvino_params",
     "set_det_side",
     "stage",
@@ -86,6 +93,97 @@ def use_det_table(ocr: object) -> None:
     """Make the detector pre-process through :func:`det_preprocess_class` (same numbers, ~4x cheaper)."""
     det, table = stage(ocr, "Det"), det_preprocess_class()
     det.get_preprocess = lambda: table(det.limit_side_len, det.limit_type, det.mean, det.std)
+
+
+@dataclass
+class Detected:
+    """One picture after detection: what :func:`assemble` needs to make RapidOCR's result once its lines are read."""
+
+    image: np.ndarray
+    """The picture RapidOCR was given (BGR)."""
+    det: Any
+    """RapidOCR's detection result (boxes in the detector's frame)."""
+    crops: list[np.ndarray]
+    """One crop per box, as cut (before the angle classifier)."""
+    record: dict[str, Any]
+    """RapidOCR's record of the resizing and padding done, to map boxes back."""
+
+
+def detect(ocr: Any, image: np.ndarray) -> Detected | None:
+    """Detect and crop the text lines of a BGR picture as ``ocr(image)`` would (None: no text found).
+
+    RapidOCR's own call runs detection, the angle classifier and recognition on one
+    picture; split into :func:`detect`, :func:`classify` and :func:`assemble`, the lines of
+    several pictures can go to the models together (:mod:`specread.ocr.lines`).
+    """
+    from rapidocr.main import RapidOCRError
+
+    picture, record = ocr.preprocess_img(image)
+    try:
+        crops, det = ocr.detect_and_crop(picture, record)
+    except RapidOCRError:  # "The text detection result is empty": a normal product photo
+        return None
+    return Detected(image=image, det=det, crops=crops, record=record)
+
+
+def classify(ocr: Any, crops: list[np.ndarray], batch: int) -> list[np.ndarray]:
+    """The crops, each turned upright where RapidOCR's angle classifier says it is upside down.
+
+    Each crop is classified alone (resized and padded to the classifier's fixed shape), so
+    the crops of many pictures can share calls: ``batch`` crops per call.
+    """
+    if not crops:
+        return []
+    model = stage(ocr, "Cls")
+    model.cls_batch_num = batch
+    return list(model(crops).img_list)
+
+
+@dataclass(frozen=True)
+class LineModel:
+    """RapidOCR's recogniser, as :class:`specread.ocr.lines.LineReader` drives it."""
+
+    height: int
+    """Height every line is resized to (48)."""
+    min_width: int
+    """Width every line is padded to at least (320): the width the recogniser was trained at."""
+    normalise: Callable[[np.ndarray, int], np.ndarray]
+    """A crop resized to ``height`` and padded to the given width, as a CHW float32 array."""
+    session: Callable[[np.ndarray], np.ndarray]
+    """A batch of normalised lines in, per-column class scores out."""
+    decode: Callable[[np.ndarray], list[tuple[str, float]]]
+    """Class scores in, one (text, score) per line out (CTC)."""
+
+
+def line_model(ocr: Any) -> LineModel:
+    """The recogniser of ``ocr``, its pre-processing and CTC decoding, as a :class:`LineModel`."""
+    rec = stage(ocr, "Rec")
+    _, height, min_width = rec.rec_image_shape[:3]
+
+    def normalise(crop: np.ndarray, width: int) -> np.ndarray:
+        # RapidOCR pads to int(height * ratio); half a pixel over keeps float rounding off it.
+        return rec.resize_norm_img(crop, (width + 0.5) / height)
+
+    def decode(scores: np.ndarray) -> list[tuple[str, float]]:
+        lines, _ = rec.postprocess_op(scores, False)
+        return [(str(text), float(score)) for text, score in lines]
+
+    return LineModel(height, min_width, normalise, lambda batch: rec.session(batch), decode)
+
+
+def assemble(ocr: Any, found: Detected, lines: list[tuple[str, float]]) -> Any:
+    """RapidOCR's result for one picture from its detection and the (text, score) of its lines.
+
+    The same result ``ocr(image)`` builds: boxes mapped back to the picture, empty lines and
+    lines under ``text_score`` dropped.
+    """
+    from rapidocr.ch_ppocr_cls.utils import TextClsOutput
+    from rapidocr.ch_ppocr_rec.typings import TextRecOutput
+
+    texts, scores = (tuple(x) for x in zip(*lines, strict=True)) if lines else ((), ())
+    read = TextRecOutput(imgs=found.crops, txts=texts, scores=list(scores), word_results=tuple(None for _ in lines))
+    # The classifier's output only adds its timing to the result: an empty one stands for it.
+    return ocr.build_final_output(found.image, found.det, TextClsOutput(), read, found.crops, found.record)
 
 
 def bundled_model(name: str) -> Path:
