@@ -33,9 +33,11 @@ __all__ = [
     "DIMS",
     "STATE",
     "Finished",
+    "RunWatch",
     "bench_cli",
     "candidate_recall",
     "child_env",
+    "cpu_s",
     "descendants",
     "free_port",
     "kill_group",
@@ -49,6 +51,7 @@ __all__ = [
     "save_k_plot",
     "score_summary",
     "specread_command",
+    "worker_pids",
 ]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-dev"
@@ -323,6 +326,93 @@ def proc_field(pid: int, name: str) -> str:
             if line.startswith(name + ":"):
                 return line.split(":", 1)[1].strip()
     return ""
+
+
+# -- a timed run's workers: throughput -------------------------------------------------------------------------------
+def _rss_mb(pid: int) -> float | None:
+    field = proc_field(pid, "VmRSS").split()  # "123456 kB"; empty once the process is gone
+    return int(field[0]) / 1024 if field and field[0].isdigit() else None
+
+
+def worker_pids(engine: str) -> list[int]:
+    """Pool workers (children of this process) or Ray reader actors (found by command line)."""
+    me, pids = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if engine != "ray":
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                if ppid == me:
+                    pids.append(int(entry))
+            else:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if b"ImageBatchReader" in fh.read():
+                        pids.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (for Ray actors, which are not our children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class RunWatch:
+    """The workers' RSS (and Ray actors' CPU, as they may exit before the end) read every 0.25 s during a run."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        self.samples: list[tuple[int, float]] = []  # (images done, largest worker RSS in MB)
+        self.peak_seen: dict[int, float] = {}
+        self.cpu_seen: dict[int, float] = {}
+        self.done = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def look(self) -> None:
+        rss = {pid: r for pid in worker_pids(self.engine) if (r := _rss_mb(pid)) is not None}
+        with self._lock:
+            for pid, r in rss.items():
+                self.peak_seen[pid] = max(self.peak_seen.get(pid, 0.0), r)
+                if self.engine == "ray":
+                    self.cpu_seen[pid] = max(self.cpu_seen.get(pid, 0.0), cpu_s(pid))
+            if rss:
+                self.samples.append((self.done, max(rss.values())))
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.25):
+            self.look()
+
+    def progress(self, done: int, total: int) -> None:
+        self.done = done
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling (again is a no-op; so is before :meth:`start`)."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    def rss_window(self, n: int) -> dict:
+        """Peak worker RSS over the run and in its first and last fifth (a leak shows as a rise)."""
+        first = [r for d, r in self.samples if d <= max(1, n // 5)]
+        last = [r for d, r in self.samples if d >= n - max(1, n // 5)]
+        return {
+            "peak_rss_mb_per_worker": round(max(self.peak_seen.values(), default=0.0), 1),
+            "rss_mb_first_fifth": round(max(first), 1) if first else None,
+            "rss_mb_last_fifth": round(max(last), 1) if last else None,
+        }
 
 
 def faults_main(run_faults: Callable[..., list[dict]], doc: str, argv: Sequence[str] | None = None) -> list[dict]:

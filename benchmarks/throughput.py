@@ -8,12 +8,18 @@ detect, classify, recognise, the rest of OCR, select: ``--profile`` images read
 in one process with each model timed); and the machine (CPU model, the features
 that decide OCR speed: AMX, AVX512-BF16, VNNI; the cores this process may use).
 
+``--engines plain`` adds the baseline a new user would write (:mod:`benchmarks.plain_ocr`: RapidOCR
+with its defaults and a regex), once, as preset ``plain-rapidocr``, timed, watched and scored as
+the presets are; each run then says how many times the baseline's speed it reads
+(``images_per_s_vs_plain``) and its F1 points above it (``weighted_f1_delta_vs_plain``).
+
 Each pair runs in its own child process, so CPU time and peak RSS of its
 workers (``getrusage(RUSAGE_CHILDREN)`` once the pool has been reaped) belong
 to that pair only. The OCR cache is off: every image is really read.
 
 Usage:
     python -m benchmarks.throughput --sample 144 --seed 4 --presets fast,accurate --engines local
+    python -m benchmarks.throughput --sample 120 --presets fast --engines local,plain   # against plain RapidOCR
     python -m benchmarks.throughput                       # every image of real-dev (run on a quiet machine)
     python -m benchmarks.throughput --presets fast,int8 --profile 60 --profile-only   # where the time goes
 
@@ -32,12 +38,17 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["choose_default", "main"]
+from benchmarks.common import RunWatch
+from benchmarks.plain_ocr import PRESET as PLAIN
+
+__all__ = ["ENGINES", "choose_default", "main", "planned_runs"]
+
+ENGINES = ("local", "ray", "plain")
+"""Runners: specread's process pool, its Ray runner, and the plain-RapidOCR baseline (:mod:`benchmarks.plain_ocr`)."""
 
 DEFAULT_DATA = Path("/work/shared/data/real-dev")
 TEST_UNIQUE_IMAGES = 91_000
@@ -81,91 +92,19 @@ def _write_inputs(rows: list[dict], folder: Path) -> tuple[Path, Path]:
     return input_csv, gold_csv
 
 
-def _rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+def _timed(args: argparse.Namespace, input_csv: Path, out: Path, watch: RunWatch) -> tuple[dict, float, float]:
+    """Run the pair's engine over ``input_csv``: ``(images/rows/failed_images, wall s, Ray start-up s)``."""
+    if args.engine == "plain":
+        from benchmarks.plain_ocr import run_plain
 
-
-def _worker_pids(engine: str) -> list[int]:
-    """Pool workers (children of this process) or Ray reader actors (found by command line)."""
-    me, pids = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if engine == "local":
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-                if ppid == me:
-                    pids.append(int(entry))
-            else:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if b"ImageBatchReader" in fh.read():
-                        pids.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process (for Ray actors, which are not our children)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _run_one(args: argparse.Namespace) -> dict:
-    """One (preset, engine) pair in this process: time, score and watch the workers' memory."""
-    from specread.io.dataset import read_gold, read_predictions
-    from specread.metrics import score_rows
-    from specread.ocr.rapid import RapidOcrEngine
+        watch.start()
+        start = time.perf_counter()
+        counts = run_plain(input_csv, args.images, out, args.workers, progress=watch.progress)
+        return counts, time.perf_counter() - start, 0.0
     from specread.settings import ReaderConfig, preset
 
     config = ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None, retry_side=args.retry_side)
-    folder = Path(args.work)
-    input_csv, gold_csv = folder / "input.csv", folder / "gold.csv"
-    out = folder / f"out-{args.preset}-{args.engine}.csv"
-    out.unlink(missing_ok=True)
-    samples: list[tuple[int, float]] = []  # (images done, largest worker RSS in MB)
-    peak_seen: dict[int, float] = {}
-    lock = threading.Lock()
-    state = {"done": 0, "total": 0}
-
-    cpu_seen: dict[int, float] = {}  # Ray actors: last CPU reading (they may exit before we look at the end)
-
-    def look() -> None:
-        pids = _worker_pids(args.engine)
-        rss = {pid: r for pid in pids if (r := _rss_mb(pid)) is not None}
-        with lock:
-            for pid, r in rss.items():
-                peak_seen[pid] = max(peak_seen.get(pid, 0.0), r)
-                if args.engine == "ray":
-                    cpu_seen[pid] = max(cpu_seen.get(pid, 0.0), _cpu_s(pid))
-            if rss:
-                samples.append((state["done"], max(rss.values())))
-
-    def watch(stop: threading.Event) -> None:
-        while not stop.wait(0.25):
-            look()
-
-    def progress(done: int, total: int) -> None:
-        state["done"], state["total"] = done, total
-
-    stop = threading.Event()
-    watcher = threading.Thread(target=watch, args=(stop,), daemon=True)
-    before_self = resource.getrusage(resource.RUSAGE_SELF)
-    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     startup = 0.0
-    actor_cpu = 0.0
     if args.engine == "ray":
         import ray
 
@@ -174,67 +113,81 @@ def _run_one(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         startup = time.perf_counter() - start  # the cluster, not the work: reported apart
-        watcher.start()
+        watch.start()
         start = time.perf_counter()
         try:
-            stats = predict_csv_ray(input_csv, args.images, out, config, progress=progress, actors=args.workers)
+            stats = predict_csv_ray(input_csv, args.images, out, config, progress=watch.progress, actors=args.workers)
             wall = time.perf_counter() - start
-            look()  # a last reading of the actors still alive
-            actor_cpu = sum(cpu_seen.values())
+            watch.look()  # a last reading of the actors still alive
         finally:
-            stop.set()
+            watch.stop()
             ray.shutdown()
     else:
         from specread.batch.local import predict_csv
 
-        watcher.start()
+        watch.start()
         start = time.perf_counter()
-        stats = predict_csv(input_csv, args.images, out, config, workers=args.workers, progress=progress)
+        stats = predict_csv(input_csv, args.images, out, config, workers=args.workers, progress=watch.progress)
         wall = time.perf_counter() - start
-        stop.set()
-    watcher.join()
-    after_self, after_children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_self = (after_self.ru_utime + after_self.ru_stime) - (before_self.ru_utime + before_self.ru_stime)
-    cpu_children = (after_children.ru_utime + after_children.ru_stime) - (
-        before_children.ru_utime + before_children.ru_stime
-    )
-    values, entities = read_gold(gold_csv)
+    return {"images": stats.images, "rows": stats.rows, "failed_images": stats.failed_images}, wall, startup
+
+
+def _cpu_between(before: resource.struct_rusage, after: resource.struct_rusage) -> float:
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def _run_one(args: argparse.Namespace) -> dict:
+    """One (preset, engine) pair in this process: time, score and watch the workers' memory.
+
+    ``engine`` "plain" is :mod:`benchmarks.plain_ocr`'s baseline (its preset :data:`PLAIN`), timed,
+    watched and scored the same way as a specread run with the local pool.
+    """
+    from benchmarks.plain_ocr import fingerprint
+    from specread.io.dataset import read_gold, read_predictions
+    from specread.metrics import score_rows
+    from specread.ocr.rapid import RapidOcrEngine
+    from specread.settings import preset
+
+    folder = Path(args.work)
+    out = folder / f"out-{args.preset}-{args.engine}.csv"
+    out.unlink(missing_ok=True)
+    watch = RunWatch(args.engine)
+    before_self = resource.getrusage(resource.RUSAGE_SELF)
+    before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        counts, wall, startup = _timed(args, folder / "input.csv", out, watch)
+    finally:
+        watch.stop()
+    after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_self = _cpu_between(before_self, resource.getrusage(resource.RUSAGE_SELF))
+    cpu_children = _cpu_between(before_children, after_children)
+    values, entities = read_gold(folder / "gold.csv")
     report = score_rows(read_predictions(out), values, entities).to_dict()
-    n = max(1, stats.images)
-    cpu = cpu_self + cpu_children + actor_cpu
-    first = [r for d, r in samples if d <= max(1, n // 5)]
-    last = [r for d, r in samples if d >= n - max(1, n // 5)]
-    engine = RapidOcrEngine(preset(args.preset))
+    n = max(1, counts["images"])
+    actor_cpu = sum(watch.cpu_seen.values())
+    # Ray: the actors' CPU (the driver only streams results); a pool of 2+: its reaped workers' CPU.
+    cpu = actor_cpu if args.engine == "ray" else cpu_children if args.workers > 1 else cpu_self + cpu_children
+    plain = args.engine == "plain"
     result = {
         "preset": args.preset,
         "engine": args.engine,
-        "fingerprint": engine.fingerprint(),
+        "fingerprint": fingerprint() if plain else RapidOcrEngine(preset(args.preset)).fingerprint(),
         "workers": args.workers,
-        "retry_side": args.retry_side,
-        "images": stats.images,
-        "rows": stats.rows,
-        "failed_images": stats.failed_images,
+        "retry_side": 0 if plain else args.retry_side,
+        **counts,
         "wall_s": round(wall, 2),
         "startup_s": round(startup, 2),
-        "images_per_s": round(stats.images / wall, 3),
+        "images_per_s": round(counts["images"] / wall, 3),
         "cpu_s_per_image": round(cpu / n, 4),
         "images_per_s_by_cpu": round(args.workers * n / cpu, 3) if cpu else None,
         "f1": report["f1"],
         "weighted_f1": report["weighted_f1"],
-        "peak_rss_mb_per_worker": round(max(peak_seen.values(), default=0.0), 1),
-        "rss_mb_first_fifth": round(max(first), 1) if first else None,
-        "rss_mb_last_fifth": round(max(last), 1) if last else None,
+        **watch.rss_window(n),
     }
-    if args.engine == "ray":  # the actors' CPU: the driver only streams results
-        result["cpu_s_per_image"] = round(actor_cpu / n, 4)
-        result["images_per_s_by_cpu"] = round(args.workers * n / actor_cpu, 3) if actor_cpu else None
-    if args.engine == "local":
+    if args.engine != "ray":
         # ru_maxrss of reaped children: the largest worker's peak (KiB on Linux), exact even between samples.
-        result["peak_rss_mb_per_worker"] = round(
-            max(after_children.ru_maxrss / 1024, result["peak_rss_mb_per_worker"]), 1
-        )
-        result["cpu_s_per_image"] = round(cpu_children / n, 4) if args.workers > 1 else round(cpu / n, 4)
-        result["images_per_s_by_cpu"] = round(args.workers * n / (cpu_children if args.workers > 1 else cpu), 3)
+        peak = max(after_children.ru_maxrss / 1024, result["peak_rss_mb_per_worker"])
+        result["peak_rss_mb_per_worker"] = round(peak, 1)
     return result
 
 
@@ -343,6 +296,41 @@ def _projection(run: dict, cores: int) -> dict:
     }
 
 
+def planned_runs(engines: list[str], presets: list[str]) -> list[tuple[str, str]]:
+    """``(preset, engine)`` of each timed run: every preset on each specread engine, the baseline once.
+
+    Raises:
+        ValueError: an engine outside :data:`ENGINES`.
+    """
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        raise ValueError(f"unknown engines {unknown}; choose among {', '.join(ENGINES)}")
+    return [(name, engine) for engine in engines for name in ([PLAIN] if engine == "plain" else presets)]
+
+
+def _engines(text: str) -> list[str]:
+    """``--engines``: comma-separated names of :data:`ENGINES`, refused at parse time rather than mid-run."""
+    engines = text.split(",")
+    try:
+        planned_runs(engines, [])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return engines
+
+
+def _compare(runs: list[dict], cores: int) -> None:
+    """Add to each run its scores against the accurate preset, its speed against the baseline, the 91k projection."""
+    base = next((r for r in runs if r["preset"] == "accurate" and r["engine"] == "local"), runs[0] if runs else None)
+    plain = next((r for r in runs if r["engine"] == "plain"), None)
+    for r in runs if base else ():
+        r["weighted_f1_delta_vs_accurate"] = round(r["weighted_f1"] - base["weighted_f1"], 4)
+        r["f1_delta_vs_accurate"] = round(r["f1"] - base["f1"], 4)
+        if plain and r is not plain:  # how many times the baseline's speed, and F1 points above it
+            r["images_per_s_vs_plain"] = round(r["images_per_s"] / plain["images_per_s"], 2)
+            r["weighted_f1_delta_vs_plain"] = round(r["weighted_f1"] - plain["weighted_f1"], 4)
+        r["projection_91k_unique_images"] = _projection(r, cores)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with labels.csv and images/")
@@ -351,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--uniform", action="store_true", help="sample images uniformly, not per entity")
     parser.add_argument("--presets", default="fast,accurate,int8")
-    parser.add_argument("--engines", default="local", help="local and/or ray, comma-separated")
+    parser.add_argument("--engines", type=_engines, default="local", help=f"comma-separated, of {', '.join(ENGINES)}")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: the usable cores)")
     parser.add_argument("--scorer", default="rules")
     parser.add_argument("--retry-side", type=int, default=0, help="second OCR pass at this detector side (0: off)")
@@ -363,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--images", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
     if args.one:
         args.preset, args.engine = args.one
         print(json.dumps(_run_one(args)))
@@ -385,10 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         _write_inputs(rows, Path(tmp))
         common = ["--work", tmp, "--images", str(args.data / "images"), "--scorer", args.scorer]
         jobs = [(profiles, ["--profile-one", p, "--profile", str(args.profile)]) for p in presets if args.profile]
-        for engine in [] if args.profile_only else args.engines.split(","):
-            for preset in presets:
-                sizes = ["--workers", str(args.workers), "--retry-side", str(args.retry_side)]
-                jobs.append((runs, ["--one", preset, engine, *sizes]))
+        sizes = ["--workers", str(args.workers), "--retry-side", str(args.retry_side)]
+        for name, engine in [] if args.profile_only else planned_runs(args.engines, presets):
+            jobs.append((runs, ["--one", name, engine, *sizes]))
         for into, options in jobs:
             done = subprocess.run(
                 [sys.executable, "-m", "benchmarks.throughput", *options, *common],
@@ -402,11 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 return done.returncode
             into.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(into[-1]), file=sys.stderr)
-    base = next((r for r in runs if r["preset"] == "accurate" and r["engine"] == "local"), runs[0] if runs else None)
-    for r in runs if base else ():
-        r["weighted_f1_delta_vs_accurate"] = round(r["weighted_f1"] - base["weighted_f1"], 4)
-        r["f1_delta_vs_accurate"] = round(r["f1"] - base["f1"], 4)
-        r["projection_91k_unique_images"] = _projection(r, cores)
+    _compare(runs, cores)
     doc = {
         "data": str(args.data),
         "images": len({r["image_link"] for r in rows}),
