@@ -73,12 +73,14 @@ def test_reader_refuses_impossible_limits() -> None:
 
 
 @pytest.mark.slow
-def test_rapidocr_pages_read_together_equal_pages_read_alone() -> None:
-    """The real models, batching images: every page, token and score as when each image is read on its own."""
+@pytest.mark.parametrize("det_pad", [0, 320])
+def test_rapidocr_pages_read_together_equal_pages_read_alone(det_pad: int) -> None:
+    """The real models, batching images (and, padded, their detector inputs): each page as when read alone."""
     rng = random.Random(3)
-    images = [np.asarray(render_label(random_spec(rng, n_values=3), seed=i)) for i in range(4)]
+    sizes = [(640, 480), (640, 480), (600, 420), (800, 300)]  # two alike: one detector call with det_pad 0 too
+    images = [np.asarray(render_label(random_spec(rng, n_values=3), size, seed=i)) for i, size in enumerate(sizes)]
     images.append(np.full((40, 40, 3), 255, np.uint8))  # no text: a page with no tokens among the others
-    engine = rapid_engine("fast")
+    engine = rapid_engine("fast", det_pad=det_pad)
     assert engine.settings.rec_padding == "line"
     together = engine.read_many(images)
     alone = [engine(image) for image in images]

@@ -89,6 +89,8 @@ class OcrSettings:
         rec_max_columns: cap on lines x padded width per recogniser call (0: none).
         rec_padding: ``"line"`` (each line at its own padded width, so the lines of many
             pictures share calls: :mod:`specread.ocr.lines`) or ``"batch"`` (RapidOCR's own).
+        det_pad: pad detector inputs to multiples of this, so pictures of similar size share
+            detector calls (a GPU's batches; 0: no padding, only equal shapes share).
         charset: ``"all"`` or ``"latin"`` (OpenVINO only).
         backend: ``"onnxruntime"`` or ``"openvino"``.
         precision: ``"f32"``, or ``"bf16"`` (OpenVINO, where the CPU has it).
@@ -109,6 +111,7 @@ class OcrSettings:
     rec_width_step: int = setting(KERNELS, _OCR["rec_width_step"])
     rec_max_columns: int = setting(KERNELS, _OCR["rec_max_columns"])
     rec_padding: str = setting(KERNELS, _OCR["rec_padding"])
+    det_pad: int = setting(KERNELS, _OCR["det_pad"])
     charset: str = setting(KERNELS, _OCR["charset"])
     backend: str = setting(KERNELS, _OCR["backend"])
     precision: str = setting(KERNELS, _OCR["precision"])

@@ -205,7 +205,7 @@ class PageWarmer:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         paths = [str(p) for p in batch["path"]]
-        return {"path": paths, "warning": [ocr_into_cache(self.pages, Path(p)) for p in paths]}
+        return {"path": paths, "warning": ocr_into_cache(self.pages, [Path(p) for p in paths])}
 
 
 def warm_cache_ray(

@@ -19,8 +19,22 @@ from specread.settings import ReaderConfig
 __all__ = ["ocr_into_cache", "warm_cache"]
 
 
-def ocr_into_cache(pages: Callable[[Path], object], path: Path) -> str:
-    """OCR one image into the cache behind ``pages``; the warning for an image that cannot be read, else ""."""
+def ocr_into_cache(pages: PageSource, paths: Sequence[Path]) -> list[str]:
+    """OCR images into the cache behind ``pages``, together; per image, the warning if it cannot be read, else "".
+
+    They are read in one :meth:`~specread.pipeline.PageSource.many` call (their text lines
+    share recogniser calls); if that fails, one at a time, so a bad file costs only itself.
+    """
+    if len(paths) > 1:
+        try:
+            pages.many(list(paths))
+            return [""] * len(paths)
+        except Exception:  # find the image at fault below
+            pass
+    return [_one_into_cache(pages, path) for path in paths]
+
+
+def _one_into_cache(pages: PageSource, path: Path) -> str:
     try:
         pages(path)
     except Exception as exc:  # an image that cannot be read is reported, never fatal
@@ -37,9 +51,9 @@ def _init_page_worker(config: ReaderConfig) -> None:
     _PAGES = build_pages(config)[0]
 
 
-def _ocr_only(path: Path) -> str:
+def _ocr_only(paths: Sequence[Path]) -> list[str]:
     assert _PAGES is not None, "worker not initialised"
-    return ocr_into_cache(_PAGES, path)
+    return ocr_into_cache(_PAGES, paths)
 
 
 def warm_cache(
@@ -57,10 +71,13 @@ def warm_cache(
         raise ValueError("warming the cache needs a cache_dir")
     warnings: list[str] = []
     unique = list(dict.fromkeys(paths))
+    size = config.ocr.batch_images
+    chunks = [unique[start : start + size] for start in range(0, len(unique), size)]
+    done = 0
     with process_pool(max(1, workers), _init_page_worker, config) as pool:
-        for done, warning in enumerate(pool.map(_ocr_only, unique, chunksize=4), start=1):
-            if warning:
-                warnings.append(warning)
+        for found in pool.map(_ocr_only, chunks):
+            warnings += [warning for warning in found if warning]
+            done += len(found)
             if progress:
                 progress(done, len(unique))
     return warnings

@@ -73,6 +73,7 @@ _SPELLING: dict[str, tuple[str, Any]] = {
     "rec_max_columns": ("rc", 0),
     "charset": ("cs", "all"),
     "rec_padding": ("pad", "batch"),
+    "det_pad": ("dp", 0),
 }
 """How keys have always spelled a field: ``(prefix, plain)``; at its plain value (``None``: none) it adds nothing.
 

@@ -12,7 +12,7 @@ stay with the adapter (:mod:`specread.ocr.rapid`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -109,21 +109,72 @@ class Detected:
     """RapidOCR's record of the resizing and padding done, to map boxes back."""
 
 
-def detect(ocr: Any, image: np.ndarray) -> Detected | None:
-    """Detect and crop the text lines of a BGR picture as ``ocr(image)`` would (None: no text found).
+def detect(ocr: Any, images: list[np.ndarray], pad: int = 1) -> list[Detected | None]:
+    """Detect and crop the text lines of BGR pictures as ``ocr(image)`` would (None: no text found).
 
     RapidOCR's own call runs detection, the angle classifier and recognition on one
     picture; split into :func:`detect`, :func:`classify` and :func:`assemble`, the lines of
-    several pictures can go to the models together (:mod:`specread.ocr.lines`).
+    several pictures can go to the models together (:mod:`specread.ocr.lines`), and so can
+    the pictures themselves: each is resized for the detector as RapidOCR resizes it, then
+    padded (zeros, in the normalised space) up to a multiple of ``pad`` in height and width,
+    and inputs of one shape share a call, as a GPU wants. Each output map is cut back to its
+    picture before boxes are drawn. With ``pad`` 0 or 1 nothing is padded, each picture has its
+    own detector call and a page is RapidOCR's own; with more, a picture reads the same alone
+    or with others, not quite as unpadded (the detector sees its edges differently).
     """
-    from rapidocr.main import RapidOCRError
+    from rapidocr.ch_ppocr_det.utils import TextDetOutput
+    from rapidocr.utils.process_img import apply_vertical_padding
 
-    picture, record = ocr.preprocess_img(image)
-    try:
-        crops, det = ocr.detect_and_crop(picture, record)
-    except RapidOCRError:  # "The text detection result is empty": a normal product photo
-        return None
-    return Detected(image=image, det=det, crops=crops, record=record)
+    model = stage(ocr, "Det")
+    inputs: list[tuple[np.ndarray, dict[str, Any]]] = []
+    for image in images:
+        picture, record = ocr.preprocess_img(image)
+        if ocr.cfg.Global.use_vertical_padding:
+            picture, record = apply_vertical_padding(picture, record, ocr.width_height_ratio, ocr.min_height)
+        else:
+            record["padding_1"] = {"top": 0, "left": 0}
+        inputs.append((picture, record))
+    tensors = (model.get_preprocess()(picture) for picture, _ in inputs)  # made as the detector takes them
+    maps = _detector_maps(model.session, tensors, pad)
+    found: list[Detected | None] = []
+    for i, (picture, record) in enumerate(inputs):
+        boxes, scores = model.postprocess_op(maps[i], picture.shape[:2]) if maps[i] is not None else ([], [])
+        if len(boxes) < 1:
+            found.append(None)
+            continue
+        det = TextDetOutput(picture, model.sorted_boxes(boxes), scores)
+        crops = ocr.crop_text_regions(picture, det.boxes)
+        found.append(Detected(image=images[i], det=det, crops=crops, record=record))
+    return found
+
+
+def _detector_maps(
+    session: Callable[[np.ndarray], np.ndarray], inputs: Iterable[np.ndarray | None], pad: int
+) -> list[np.ndarray | None]:
+    """The detector's output map of each input (None for none), inputs padded to ``pad`` multiples sharing calls.
+
+    With ``pad`` 0 or 1 each input is its own call, unpadded: on a CPU a batch of large
+    pictures gains nothing and holds every picture's activations at once.
+    """
+    if pad <= 1:  # one input at a time: each is dropped once read
+        return [None if tensor is None else session(tensor) for tensor in inputs]
+    tensors = list(inputs)
+    shapes: dict[tuple[int, int], list[int]] = {}
+    for i, tensor in enumerate(tensors):
+        if tensor is not None:
+            h, w = tensor.shape[2:]
+            shapes.setdefault((-(-h // pad) * pad, -(-w // pad) * pad), []).append(i)
+    maps: list[np.ndarray | None] = [None] * len(tensors)
+    for (height, width), members in shapes.items():
+        batch = np.zeros((len(members), 3, height, width), np.float32)
+        for row, i in enumerate(members):
+            h, w = tensors[i].shape[2:]  # type: ignore[union-attr]
+            batch[row, :, :h, :w] = tensors[i][0]  # type: ignore[index]
+        out = session(batch)
+        for row, i in enumerate(members):
+            h, w = tensors[i].shape[2:]  # type: ignore[union-attr]
+            maps[i] = out[row : row + 1, :, :h, :w]
+    return maps
 
 
 def classify(ocr: Any, crops: list[np.ndarray], batch: int) -> list[np.ndarray]:

@@ -71,6 +71,10 @@ def check_settings(settings: OcrSettings) -> None:
         raise ValueError("precision='int8' needs charset='latin' (the INT8 recogniser has the Latin classes only)")
     if s.charset != "all" and s.backend != "openvino":
         raise ValueError("charset other than 'all' needs backend='openvino'")
+    if s.det_pad < 0:
+        raise ValueError("det_pad must be >= 0")
+    if s.det_pad > 1 and s.rec_padding != "line":
+        raise ValueError("det_pad needs rec_padding='line' (pictures are read together only then)")
     if s.rec_padding not in REC_PADDINGS:
         raise ValueError(f"unknown rec_padding {s.rec_padding!r}; choose one of: {', '.join(REC_PADDINGS)}")
     if s.rec_batch < 1 or s.rec_width_step < 1 or s.batch_images < 1:
@@ -245,7 +249,9 @@ class RapidOcrEngine:
 
     def _read_lines(self, ocr: Any, lines: LineReader, pictures: list[np.ndarray | None]) -> list[Any]:
         """RapidOCR's result per picture, the lines of all of them classified and recognised together."""
-        found = [None if p is None else internals.detect(ocr, p) for p in pictures]
+        readable = [p for p in pictures if p is not None]
+        detected = iter(internals.detect(ocr, readable, self.settings.det_pad))
+        found = [None if p is None else next(detected) for p in pictures]
         crops = [crop for f in found if f is not None for crop in f.crops]
         if self.settings.use_cls:
             crops = internals.classify(ocr, crops, self.settings.rec_batch)
