@@ -64,30 +64,33 @@ class PageSource:
         """One page per image, in order: cached pages as they are, the others read in one engine call.
 
         An engine with ``read_many`` (RapidOCR's lines pooled across pictures) reads the misses
-        together; any other engine reads them one by one. An image that cannot be read raises,
-        as :meth:`__call__` does (the batch runner then reads the batch one image at a time).
+        together, decoding each as it takes it, so one decoded picture is held at a time; any
+        other engine reads them one by one. An image that cannot be read raises, as
+        :meth:`__call__` does (the batch runner then reads the batch one image at a time).
         """
         pages: list[OcrPage | None] = [None] * len(images)
-        misses: list[tuple[int, np.ndarray, str | None]] = []
+        misses: list[tuple[int, np.ndarray | bytes, str | None, str]] = []  # (position, array or bytes, digest, name)
         for i, image in enumerate(images):
             if isinstance(image, np.ndarray):
-                misses.append((i, image, None))
+                misses.append((i, image, None, "<array>"))
                 continue
             # Key the cache on the raw bytes and decode only on a miss: cached re-runs skip decoding.
             data = bytes(image) if isinstance(image, bytes | bytearray) else read_image_bytes(image)
             digest = image_digest(data)
             pages[i] = self.cache.get(digest) if self.cache is not None else None
             if pages[i] is None:
-                name = "<bytes>" if isinstance(image, bytes | bytearray) else str(image)
-                # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
-                max_side = None if self.engine is None else self.engine.max_side
-                misses.append((i, decode_image(data, name, max_side=max_side), digest))
+                misses.append((i, data, digest, "<bytes>" if isinstance(image, bytes | bytearray) else str(image)))
         if misses and self.engine is None:
             raise RuntimeError("this reader has no OCR engine; give OCR pages to its selector (selector.select)")
-        arrays = [array for _, array, _ in misses]
+        # Decode no more pixels than the engine will look at (bounded memory on huge pictures).
+        max_side = None if self.engine is None else self.engine.max_side
+        arrays = (
+            item if isinstance(item, np.ndarray) else decode_image(item, name, max_side=max_side)
+            for _, item, _, name in misses
+        )
         read_many = getattr(self.engine, "read_many", None)
         fresh = read_many(arrays) if read_many is not None else [self.engine(array) for array in arrays]  # type: ignore[misc]
-        for (i, _, digest), page in zip(misses, fresh, strict=True):
+        for (i, _, digest, _), page in zip(misses, fresh, strict=True):
             pages[i] = page
             if digest and self.cache is not None:
                 self.cache.put(digest, page)

@@ -99,8 +99,8 @@ def use_det_table(ocr: object) -> None:
 class Detected:
     """One picture after detection: what :func:`assemble` needs to make RapidOCR's result once its lines are read."""
 
-    image: np.ndarray
-    """The picture RapidOCR was given (BGR)."""
+    shape: tuple[int, ...]
+    """The shape of the picture RapidOCR was given (BGR): the pictures themselves are not kept."""
     det: Any
     """RapidOCR's detection result (boxes in the detector's frame)."""
     crops: list[np.ndarray]
@@ -109,8 +109,8 @@ class Detected:
     """RapidOCR's record of the resizing and padding done, to map boxes back."""
 
 
-def detect(ocr: Any, images: list[np.ndarray], pad: int = 1) -> list[Detected | None]:
-    """Detect and crop the text lines of BGR pictures as ``ocr(image)`` would (None: no text found).
+def detect(ocr: Any, images: Iterable[np.ndarray | None], pad: int = 1) -> list[Detected | None]:
+    """Detect and crop the text lines of BGR pictures as ``ocr(image)`` would (None: no text found, or no picture).
 
     RapidOCR's own call runs detection, the angle classifier and recognition on one
     picture; split into :func:`detect`, :func:`classify` and :func:`assemble`, the lines of
@@ -121,44 +121,57 @@ def detect(ocr: Any, images: list[np.ndarray], pad: int = 1) -> list[Detected | 
     picture before boxes are drawn. With ``pad`` 0 or 1 nothing is padded, each picture has its
     own detector call and a page is RapidOCR's own; with more, a picture reads the same alone
     or with others, not quite as unpadded (the detector sees its edges differently).
+
+    Unpadded, the pictures are taken from ``images`` one at a time and only their crops are
+    kept, so a worker holds one picture at once however many it reads together.
     """
-    from rapidocr.ch_ppocr_det.utils import TextDetOutput
+    model = stage(ocr, "Det")
+    if pad <= 1:
+        return [None if image is None else _found(ocr, model, image, *_detector_input(ocr, image)) for image in images]
+    held = [None if image is None else (image, *_detector_input(ocr, image)) for image in images]
+    maps = _padded_maps(model.session, [None if h is None else h[3] for h in held], pad)
+    return [
+        None if h is None else _found(ocr, model, h[0], h[1], h[2], None, m) for h, m in zip(held, maps, strict=True)
+    ]
+
+
+def _detector_input(ocr: Any, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+    """A BGR picture as RapidOCR gives it to its detector: the picture resized and padded, its record, the input."""
     from rapidocr.utils.process_img import apply_vertical_padding
 
-    model = stage(ocr, "Det")
-    inputs: list[tuple[np.ndarray, dict[str, Any]]] = []
-    for image in images:
-        picture, record = ocr.preprocess_img(image)
-        if ocr.cfg.Global.use_vertical_padding:
-            picture, record = apply_vertical_padding(picture, record, ocr.width_height_ratio, ocr.min_height)
-        else:
-            record["padding_1"] = {"top": 0, "left": 0}
-        inputs.append((picture, record))
-    tensors = (model.get_preprocess()(picture) for picture, _ in inputs)  # made as the detector takes them
-    maps = _detector_maps(model.session, tensors, pad)
-    found: list[Detected | None] = []
-    for i, (picture, record) in enumerate(inputs):
-        boxes, scores = model.postprocess_op(maps[i], picture.shape[:2]) if maps[i] is not None else ([], [])
-        if len(boxes) < 1:
-            found.append(None)
-            continue
-        det = TextDetOutput(picture, model.sorted_boxes(boxes), scores)
-        crops = ocr.crop_text_regions(picture, det.boxes)
-        found.append(Detected(image=images[i], det=det, crops=crops, record=record))
-    return found
+    picture, record = ocr.preprocess_img(image)
+    if ocr.cfg.Global.use_vertical_padding:
+        picture, record = apply_vertical_padding(picture, record, ocr.width_height_ratio, ocr.min_height)
+    else:
+        record["padding_1"] = {"top": 0, "left": 0}
+    return picture, record, stage(ocr, "Det").get_preprocess()(picture)
 
 
-def _detector_maps(
-    session: Callable[[np.ndarray], np.ndarray], inputs: Iterable[np.ndarray | None], pad: int
+def _found(
+    ocr: Any,
+    model: Any,
+    image: np.ndarray,
+    picture: np.ndarray,
+    record: dict[str, Any],
+    tensor: np.ndarray | None,
+    out: np.ndarray | None = None,
+) -> Detected | None:
+    """The boxes and crops of one picture from the detector's map (``out``, else the detector run on ``tensor``)."""
+    from rapidocr.ch_ppocr_det.utils import TextDetOutput
+
+    if out is None and tensor is not None:
+        out = model.session(tensor)
+    boxes, scores = model.postprocess_op(out, picture.shape[:2]) if out is not None else ([], [])
+    if len(boxes) < 1:
+        return None
+    det = TextDetOutput(None, model.sorted_boxes(boxes), scores)  # the picture is not kept
+    return Detected(shape=image.shape, det=det, crops=ocr.crop_text_regions(picture, det.boxes), record=record)
+
+
+def _padded_maps(
+    session: Callable[[np.ndarray], np.ndarray], tensors: list[np.ndarray | None], pad: int
 ) -> list[np.ndarray | None]:
-    """The detector's output map of each input (None for none), inputs padded to ``pad`` multiples sharing calls.
-
-    With ``pad`` 0 or 1 each input is its own call, unpadded: on a CPU a batch of large
-    pictures gains nothing and holds every picture's activations at once.
-    """
-    if pad <= 1:  # one input at a time: each is dropped once read
-        return [None if tensor is None else session(tensor) for tensor in inputs]
-    tensors = list(inputs)
+    """The detector's output map of each input (None for none), inputs padded to ``pad`` multiples sharing calls."""
     shapes: dict[tuple[int, int], list[int]] = {}
     for i, tensor in enumerate(tensors):
         if tensor is not None:
@@ -233,8 +246,10 @@ def assemble(ocr: Any, found: Detected, lines: list[tuple[str, float]]) -> Any:
 
     texts, scores = (tuple(x) for x in zip(*lines, strict=True)) if lines else ((), ())
     read = TextRecOutput(imgs=found.crops, txts=texts, scores=list(scores), word_results=tuple(None for _ in lines))
-    # The classifier's output only adds its timing to the result: an empty one stands for it.
-    return ocr.build_final_output(found.image, found.det, TextClsOutput(), read, found.crops, found.record)
+    # The classifier's output only adds its timing to the result: an empty one stands for it. The
+    # result reads the original picture's shape only: a zero-stride stand-in of that shape costs nothing.
+    picture = np.broadcast_to(np.zeros((), np.uint8), found.shape)
+    return ocr.build_final_output(picture, found.det, TextClsOutput(), read, found.crops, found.record)
 
 
 def bundled_model(name: str) -> Path:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -227,31 +227,39 @@ class RapidOcrEngine:
     def __call__(self, image: np.ndarray) -> OcrPage:
         return self.read_many([image])[0]
 
-    def read_many(self, images: Sequence[np.ndarray]) -> list[OcrPage]:
+    def read_many(self, images: Iterable[np.ndarray]) -> list[OcrPage]:
         """One page per RGB array; with ``rec_padding="line"`` their text lines share recogniser calls.
 
         Each line is read at its own padded width (:mod:`specread.ocr.lines`), so a page is the
         same whether its picture is read alone or with others: batching is a matter of speed.
+        The arrays are taken one at a time (``images`` may be a generator that decodes them) and
+        only their text crops are kept until the lines are read.
         """
-        pictures = [_upright_rgb(image, self.max_side) for image in images]
-        ocr = self.load()
-        internals.set_det_side(ocr, self.settings.det_side)  # views of one engine take turns (at_det_side)
         import cv2
 
-        # RapidOCR expects BGR like OpenCV (cvtColor: the same bytes as a reversed copy, 10x faster).
-        bgr = [cv2.cvtColor(_pad_to_min_side(p), cv2.COLOR_RGB2BGR) if p.size else None for p in pictures]
+        ocr = self.load()
+        internals.set_det_side(ocr, self.settings.det_side)  # views of one engine take turns (at_det_side)
+        frames: list[_Frame] = []
+
+        def pictures() -> Iterator[np.ndarray | None]:
+            for image in images:
+                picture = _upright_rgb(image, self.max_side)
+                frames.append(
+                    _Frame(image.shape[:2], picture.shape[:2], detect_segments(picture) if picture.size else ())
+                )
+                # RapidOCR expects BGR like OpenCV (cvtColor: the same bytes as a reversed copy, 10x faster).
+                yield cv2.cvtColor(_pad_to_min_side(picture), cv2.COLOR_RGB2BGR) if picture.size else None
+
         lines = (self._base or self)._lines  # the loaded models' (a view shares its base's)
         if lines is None:  # rec_padding "batch": RapidOCR's own call, picture by picture
-            results: list[Any] = [None if b is None else ocr(b) for b in bgr]
+            results: list[Any] = [None if bgr is None else ocr(bgr) for bgr in pictures()]
         else:
-            results = self._read_lines(ocr, lines, bgr)
-        return [_page(image, picture, result) for image, picture, result in zip(images, pictures, results, strict=True)]
+            results = self._read_lines(ocr, lines, pictures())
+        return [frame.page(result) for frame, result in zip(frames, results, strict=True)]
 
-    def _read_lines(self, ocr: Any, lines: LineReader, pictures: list[np.ndarray | None]) -> list[Any]:
+    def _read_lines(self, ocr: Any, lines: LineReader, pictures: Iterable[np.ndarray | None]) -> list[Any]:
         """RapidOCR's result per picture, the lines of all of them classified and recognised together."""
-        readable = [p for p in pictures if p is not None]
-        detected = iter(internals.detect(ocr, readable, self.settings.det_pad))
-        found = [None if p is None else next(detected) for p in pictures]
+        found = internals.detect(ocr, pictures, self.settings.det_pad)
         crops = [crop for f in found if f is not None for crop in f.crops]
         if self.settings.use_cls:
             crops = internals.classify(ocr, crops, self.settings.rec_batch)
@@ -264,6 +272,26 @@ class RapidOcrEngine:
             results.append(internals.assemble(ocr, f, read[start : start + len(f.crops)]))
             start += len(f.crops)
         return results
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    """What a page needs of its picture once read: its sizes, as given and as read, and its line segments."""
+
+    original: tuple[int, ...]
+    read: tuple[int, ...]
+    segments: tuple[Any, ...]
+
+    def page(self, result: Any) -> OcrPage:
+        """The page from RapidOCR's result on the picture as read (boxes made relative to it)."""
+        height, width = self.original
+        tokens: list[OcrToken] = []
+        if result is not None and result.txts:
+            h, w = self.read
+            for text, score, box in zip(result.txts, result.scores, result.boxes, strict=False):
+                quad = tuple((float(x) / w, float(y) / h) for x, y in np.asarray(box).tolist())
+                tokens.append(OcrToken(text=str(text), score=float(score), quad=quad))  # type: ignore[arg-type]
+        return OcrPage(tokens=tuple(tokens), width=width, height=height, segments=self.segments)
 
 
 def _upright_rgb(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -281,20 +309,6 @@ def _upright_rgb(image: np.ndarray, max_side: int) -> np.ndarray:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image
-
-
-def _page(original: np.ndarray, picture: np.ndarray, result: Any) -> OcrPage:
-    """The page of ``original`` from RapidOCR's result on ``picture`` (the same picture, maybe reduced)."""
-    height, width = original.shape[:2]
-    if not picture.size:
-        return OcrPage(tokens=(), width=width, height=height)
-    h, w = picture.shape[:2]
-    tokens: list[OcrToken] = []
-    if result is not None and result.txts:
-        for text, score, box in zip(result.txts, result.scores, result.boxes, strict=False):
-            quad = tuple((float(x) / w, float(y) / h) for x, y in np.asarray(box).tolist())
-            tokens.append(OcrToken(text=str(text), score=float(score), quad=quad))  # type: ignore[arg-type]
-    return OcrPage(tokens=tuple(tokens), width=width, height=height, segments=detect_segments(picture))
 
 
 MIN_SIDE = 32
