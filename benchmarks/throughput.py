@@ -194,10 +194,12 @@ def _run_one(args: argparse.Namespace) -> dict:
 def _profile_one(args: argparse.Namespace) -> dict:
     """CPU seconds per image of each stage, one reader in this process, the first ``args.profile`` images.
 
-    The first image is read once before timing (first-call set-up of the runtimes), then each image:
-    decode (:func:`~specread.io.images.load_image`), the engine call (the models timed one by one by
-    :class:`benchmarks.stage_clock.StageClock`; ``ocr_other`` is the rest: pre/post-processing, layout),
-    and selection (:meth:`~specread.rank.select.Selector.select`, the first pass only).
+    Images are read as a worker reads them: ``batch_images`` at a time (one engine ``read_many``
+    call, their text lines sharing recogniser calls). The first batch is read once before timing
+    (first-call set-up of the runtimes), then each batch: decode
+    (:func:`~specread.io.images.load_image`), the engine call (the models timed one by one by
+    :class:`benchmarks.stage_clock.StageClock`; ``ocr_other`` is the rest: pre/post-processing,
+    layout), and selection (:meth:`~specread.rank.select.Selector.select`, the first pass only).
     """
     from benchmarks.stage_clock import StageClock
     from specread.errors import ImageLoadError
@@ -213,26 +215,30 @@ def _profile_one(args: argparse.Namespace) -> dict:
     reader = build_ocr_reader(ReaderConfig(scorer=args.scorer, ocr=preset(args.preset), cache_dir=None))
     engine = reader.pages.engine
     clock = StageClock.attach(engine)  # type: ignore[arg-type]
+    size = engine.settings.batch_images  # type: ignore[union-attr]
+    groups = list(by_link.items())[: args.profile + size]
     totals: dict[str, float] = defaultdict(float)
     done = 0
-    for i, (link, image_rows) in enumerate(list(by_link.items())[: args.profile + 1]):
-        path = Path(args.images) / link.rsplit("/", 1)[-1]
-        entities = sorted({r["entity_name"] for r in image_rows})
+    for first in range(0, len(groups), size):
         start = time.process_time()
-        try:
-            image, _ = load_image(path, max_side=engine.max_side)  # type: ignore[union-attr]
-        except ImageLoadError:
-            continue
+        batch = []
+        for link, image_rows in groups[first : first + size]:
+            try:
+                image, _ = load_image(Path(args.images) / link.rsplit("/", 1)[-1], max_side=engine.max_side)  # type: ignore[union-attr]
+            except ImageLoadError:
+                continue
+            batch.append((image, sorted({r["entity_name"] for r in image_rows}), image_rows[0]["group_id"]))
         decoded = time.process_time()
         models = sum(clock.seconds.values())
-        page = engine(image)  # type: ignore[misc]
+        pages = engine.read_many([image for image, _, _ in batch])  # type: ignore[union-attr]
         read = time.process_time()
-        reader.selector.select(page, entities, image_rows[0]["group_id"])
+        for page, (_, entities, group) in zip(pages, batch, strict=True):
+            reader.selector.select(page, entities, group)
         selected = time.process_time()
-        if i == 0:  # warm-up
+        if first == 0:  # warm-up
             clock.reset()
             continue
-        done += 1
+        done += len(batch)
         totals["decode"] += decoded - start
         totals["ocr_other"] += (read - decoded) - (sum(clock.seconds.values()) - models)
         totals["select"] += selected - read
@@ -242,6 +248,7 @@ def _profile_one(args: argparse.Namespace) -> dict:
     return {
         "preset": args.preset,
         "images": done,
+        "batch_images": size,
         "cpu_s_per_image": round(total / max(1, done), 4),
         "stage_cpu_s_per_image": {k: round(totals[k] / max(1, done), 4) for k in order},
         "stage_share": {k: round(totals[k] / total, 3) if total else None for k in order},

@@ -92,7 +92,9 @@ class _FakeRapidOcr:
 
     def __init__(self, params: dict[str, object]) -> None:
         _FakeRapidOcr.built.append(params)
-        self.text_det, self.text_rec, self.text_cls = (SimpleNamespace(session=None) for _ in range(3))
+        self.text_det, self.text_rec, self.text_cls = (
+            SimpleNamespace(session=None, rec_image_shape=[3, 48, 320]) for _ in range(3)
+        )
 
 
 @pytest.mark.parametrize("device_providers", [WITH_CUDA, CPU_ONLY], ids=["gpu", "cpu-fallback"])
@@ -124,6 +126,16 @@ def test_a_gpu_engine_leaves_openvino_out(monkeypatch: pytest.MonkeyPatch) -> No
     (params,) = _FakeRapidOcr.built
     assert params["EngineConfig.onnxruntime.use_cuda"] is True
     assert not any(key.endswith("engine_type") for key in params)  # every stage on onnxruntime
+
+
+def test_the_gpu_preset_batches_pictures_and_pads_the_detector_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "available_providers", lambda: WITH_CUDA)
+    gpu = RapidOcrEngine(preset("gpu"))
+
+    assert gpu.resolved_device() == "cuda" and gpu.fingerprint().endswith("-cuda")
+    assert "-dp320-" in gpu.fingerprint() and "-padline-" in gpu.fingerprint()
+    assert gpu.settings.batch_images > preset("fast").batch_images
+    assert gpu.settings.rec_batch > preset("fast").rec_batch
 
 
 @pytest.mark.parametrize("command", ["predict", "read"])

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from benchmarks import throughput
@@ -46,3 +51,18 @@ def test_the_default_preset_is_the_ocr_defaults() -> None:
     """The CLI's default (the first preset) and the Python default (``[ocr]``) are one setting."""
     assert preset(PRESETS[0]) == OcrSettings() == ReaderConfig().ocr
     assert {"accurate", "fast", "int8"} <= set(PRESETS)
+
+
+def test_gpu_script_stops_before_any_image_without_cuda(tmp_path: Path) -> None:
+    """benchmarks/gpu.sh gives no CPU figure for a GPU one: without CUDA it stops, saying why."""
+    from specread.ocr.devices import CUDA_PROVIDER, available_providers
+
+    if CUDA_PROVIDER in available_providers():
+        pytest.skip("this machine has CUDA: the script would measure it")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(tmp_path / "no-such-data")}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode != 0
+    assert "gpu.sh" in done.stderr and "cuda" in done.stderr and "specread[gpu]" in done.stderr
+    assert not done.stdout  # no JSON: nothing was measured
