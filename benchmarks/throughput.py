@@ -351,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer", default="rules")
     parser.add_argument("--retry-side", type=int, default=0, help="second OCR pass at this detector side (0: off)")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
+    parser.add_argument("--plot", type=Path, help="also draw images/s against test-weighted F1 per run (PNG)")
     parser.add_argument("--profile", type=int, default=40, help="images read in one process per preset (0: none)")
     parser.add_argument("--profile-only", action="store_true", help="only the stage profile, no timed runs")
     parser.add_argument("--one", nargs=2, metavar=("PRESET", "ENGINE"), help=argparse.SUPPRESS)
@@ -410,11 +411,20 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "stage_profile": profiles,
     }
+    _write(doc, args.output, args.plot)
+    return 0
+
+
+def _write(doc: dict, output: Path | None, plot: Path | None) -> None:
+    """Print the JSON document; also write it to ``output`` and draw ``plot``, where given."""
     text = json.dumps(doc, indent=2)
     print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-    return 0
+    if output:
+        output.write_text(text + "\n")
+    if plot and doc["runs"]:
+        from benchmarks.throughput_plot import plot_runs
+
+        plot_runs(doc["runs"], doc["cpu"].get("model") or "this CPU", plot)
 
 
 if __name__ == "__main__":
