@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from conftest import rapid_engine
 from specread.ocr.internals import LineModel
 from specread.ocr.lines import LineReader, line_width
+from specread.pipeline import build_ocr_reader
+from specread.settings import ReaderConfig
 from specread.synth import random_spec, render_label
 
 HEIGHT, MIN_WIDTH = 48, 320
@@ -87,3 +91,23 @@ def test_rapidocr_pages_read_together_equal_pages_read_alone(det_pad: int) -> No
     assert together == alone
     assert sum(len(page.tokens) for page in together) >= 8
     assert together[-1].tokens == ()
+
+
+@pytest.mark.slow
+def test_a_reader_answers_a_batch_as_it_answers_each_image(tmp_path: Path) -> None:
+    """read_many (pages and second passes read together) gives what read gives image by image."""
+    rng = random.Random(5)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"label{i}.png")
+        render_label(random_spec(rng, n_values=2), seed=i).save(paths[-1])
+    blank = tmp_path / "blank.png"  # nothing read: its entities go to the second pass
+    Image.new("RGB", (300, 200), "white").save(blank)
+    reader = build_ocr_reader(ReaderConfig(cache_dir=None, retry_side=1280))
+    items = [(p, ["item_weight", "width", "height"], None) for p in [*paths, blank]]
+    items.append((paths[0], ["voltage"], "g1"))  # the same image asked again, in another group
+
+    together = reader.read_many(items)
+    alone = [reader.read(image, entities, group) for image, entities, group in items]
+    assert [r.predictions for r in together] == [r.predictions for r in alone]
+    assert [r.candidates for r in together] == [r.candidates for r in alone]

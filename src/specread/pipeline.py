@@ -135,23 +135,40 @@ class SpecReader:
         """:meth:`read` for each ``(image, entities, group_id)``, in order, the images' OCR in one call.
 
         Pages are the same as :meth:`read` gives (see :meth:`PageSource.many`); an image named
-        by several items is read once. The second pass, where one is needed, reads image by image.
+        by several items is read once. The second pass reads the images that need it (an asked
+        entity with no candidate on the first page) in one call too, and each item is then
+        answered as :meth:`read` answers it.
         """
         registry = get_registry()
         for _, entities, _ in items:  # names are checked before any OCR, as read() does
             for entity in entities:
                 registry.entity(entity)
-        unique = list({_identity(image): image for image, _, _ in items}.values())
-        pages = dict(zip((_identity(image) for image in unique), self.pages.many(unique), strict=True))
-        return [self._select(pages[_identity(image)], image, entities, group_id) for image, entities, group_id in items]
+        pages = self._pages_of([image for image, _, _ in items], self.pages)
+        results = [self.selector.select(pages[_identity(image)], entities, group) for image, entities, group in items]
+        if self.retry is None:
+            return results
+        again = [image for (image, _, _), result in zip(items, results, strict=True) if _unread(result)]
+        finer = self._pages_of(again, self.retry)
+        return [
+            self.selector.select(pages[key], entities, group, lambda key=key: finer[key]) if key in finer else result
+            for (image, entities, group), result in zip(items, results, strict=True)
+            for key in [_identity(image)]
+        ]
 
-    def _select(self, page: OcrPage, image: ImageInput, entities: Sequence[str], group_id: str | None) -> ReadResult:
-        retry = self.retry
-        return self.selector.select(page, entities, group_id, (lambda: retry(image)) if retry else None)
+    @staticmethod
+    def _pages_of(images: Sequence[ImageInput], source: PageSource) -> dict[object, OcrPage]:
+        """The page of each distinct image (by :func:`_identity`), read in one call of ``source``."""
+        unique = list({_identity(image): image for image in images}.values())
+        return dict(zip((_identity(image) for image in unique), source.many(unique), strict=True))
 
     def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
         """The fallback answer when the image gives none: the prior's guess, or empty if disabled."""
         return self.selector.blind_guess(entity, group_id)
+
+
+def _unread(result: ReadResult) -> bool:
+    """Whether an asked entity found no candidate: the image goes to the second pass."""
+    return any(not cands for cands in result.candidates.values())
 
 
 def _identity(image: ImageInput) -> object:
