@@ -33,6 +33,7 @@ OTHER: dict[str, tuple[str, object]] = {
     "rec_width_step": ("fast", 32),
     "rec_max_columns": ("fast", 1920),
     "rec_padding": ("fast", "batch"),
+    "det_pad": ("fast", 320),
     "charset": ("fast", "all"),
     "backend": ("accurate", "openvino"),
     "precision": ("fast", "int8"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -237,6 +238,11 @@ class RapidOcrEngine:
         """
         import cv2
 
+        given = iter(images)
+        first = next(given, None)  # decoded before the models load: a bad image fails fast
+        if first is None:
+            return []
+        images = itertools.chain([first], given)
         ocr = self.load()
         internals.set_det_side(ocr, self.settings.det_side)  # views of one engine take turns (at_det_side)
         frames: list[_Frame] = []
