@@ -164,7 +164,7 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
     still costs only its own rows (fallback answer, with a :class:`Failure`). A reader that
     gains nothing from batches (``batch_images`` 1) reads the images one at a time.
     """
-    if len(jobs) == 1 or reader.batch_images <= 1:
+    if reader.batch_images <= 1:
         return [read_image_rows(reader, path, rows) for path, rows in jobs]
     items: list[tuple[Path, list[str], str | None]] = []
     owners: list[tuple[int, list[Row]]] = []
