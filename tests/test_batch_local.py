@@ -17,6 +17,7 @@ class _BatchReader:
 
     def __init__(self, batch_images: int = 8) -> None:
         self.batches: list[int] = []
+        self.alone: list[str] = []  # images read one at a time, by name
         self.batch_images = batch_images
 
     def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
@@ -30,6 +31,7 @@ class _BatchReader:
         return ReadResult(OcrPage((), 1, 1), preds, {})
 
     def read(self, image, entities, group_id=None) -> ReadResult:
+        self.alone.append(Path(image).name)
         return self._one(image, entities)
 
     def read_many(self, items) -> list[ReadResult]:
@@ -73,6 +75,18 @@ def test_a_bad_image_falls_back_to_one_image_at_a_time(tmp_path: Path) -> None:
     assert out[0][0][0][:2] == ("0", "4.0 gram") and out[0][1] is None
     failure = out[1][1]
     assert out[1][0][0][:2] == ("1", "") and failure is not None and failure.kind == "file is empty"
+
+
+def test_the_image_a_batch_names_as_unreadable_is_not_read_again(tmp_path: Path) -> None:
+    """A read that stalls to its deadline costs the batch once, not twice: the others alone, it not again."""
+    paths = _make_images(tmp_path, [4, 0, 6])
+    jobs = [(p, [Row(str(i), p.name, "1", "item_weight")]) for i, p in enumerate(paths)]
+    reader = _BatchReader()
+    out = read_images_batch(reader, jobs)
+    assert reader.alone == ["img0.png", "img2.png"]
+    assert [rows[0][1] for rows, _ in out] == ["4.0 gram", "", "6.0 gram"]
+    failure = out[1][1]
+    assert failure is not None and failure.kind == "file is empty" and out[0][1] is None and out[2][1] is None
 
 
 def test_predict_csv_uses_the_batched_path(tmp_path: Path) -> None:

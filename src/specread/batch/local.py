@@ -26,7 +26,7 @@ from specread.affects import Affects, settings_affecting
 from specread.batch.failures import Failure, FailureLog, failure_from
 from specread.batch.pool import results_as_done
 from specread.batch.warm import ocr_into_cache, warm_cache
-from specread.errors import MissingImagesError
+from specread.errors import ImageLoadError, MissingImagesError
 from specread.hardware import run_summary
 from specread.io.dataset import Row, image_name, rows_digest
 from specread.io.output import OutputWriter, failures_path, output_columns
@@ -178,8 +178,14 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
             owners.append((j, group_rows))
     try:
         results = reader.read_many(items)
-    except Exception:  # find the image at fault by reading them one at a time
-        return [read_image_rows(reader, path, rows) for path, rows in jobs]
+    except Exception as exc:  # find the image at fault by reading them one at a time
+        # An image the batch could not read (ImageLoadError names it) fails now, unread again: a read
+        # that stalled to its deadline must not stall the batch twice.
+        named = getattr(exc, "path", None) if isinstance(exc, ImageLoadError) else None
+        return [
+            _failed(reader, rows, exc) if named and str(path) == named else read_image_rows(reader, path, rows)
+            for path, rows in jobs
+        ]
     for (j, group_rows), result in zip(owners, results, strict=True):
         out[j][0].extend(_answers(group_rows, result))
     return out
