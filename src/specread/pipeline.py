@@ -139,20 +139,19 @@ class SpecReader:
         entity with no candidate on the first page) in one call too, and each item is then
         answered as :meth:`read` answers it.
         """
-        registry = get_registry()
         for _, entities, _ in items:  # names are checked before any OCR, as read() does
-            for entity in entities:
-                registry.entity(entity)
+            self.selector.check(entities)
         pages = self._pages_of([image for image, _, _ in items], self.pages)
         results = [self.selector.select(pages[_identity(image)], entities, group) for image, entities, group in items]
         if self.retry is None:
             return results
-        again = [image for (image, _, _), result in zip(items, results, strict=True) if _unread(result)]
-        finer = self._pages_of(again, self.retry)
+        missing = self.selector.missing
+        finer = self._pages_of(
+            [image for (image, _, _), result in zip(items, results, strict=True) if missing(result)], self.retry
+        )
         return [
-            self.selector.select(pages[key], entities, group, lambda key=key: finer[key]) if key in finer else result
-            for (image, entities, group), result in zip(items, results, strict=True)
-            for key in [_identity(image)]
+            self.selector.second_pass(result, finer[_identity(image)], group) if missing(result) else result
+            for (image, _, group), result in zip(items, results, strict=True)
         ]
 
     @staticmethod
@@ -164,11 +163,6 @@ class SpecReader:
     def blind_guess(self, entity: str, group_id: str | None = None) -> Prediction:
         """The fallback answer when the image gives none: the prior's guess, or empty if disabled."""
         return self.selector.blind_guess(entity, group_id)
-
-
-def _unread(result: ReadResult) -> bool:
-    """Whether an asked entity found no candidate: the image goes to the second pass."""
-    return any(not cands for cands in result.candidates.values())
 
 
 def _identity(image: ImageInput) -> object:

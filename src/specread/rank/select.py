@@ -104,26 +104,52 @@ class Selector:
         """One prediction per entity, and every entity's candidates, as a :class:`ReadResult` of ``page``.
 
         ``page`` may be a function that reads it: it is called only once the entity names
-        are checked, so a typo costs no OCR (the one place names are checked). ``retry``
+        are checked (:meth:`check`), so a typo costs no OCR. ``retry``
         returns a second, finer page of the same image; it is called only when some entity
         has no candidate on ``page``, and answers only those entities.
 
         Raises:
             UnknownEntityError: an entity outside the registry's.
         """
+        self.check(entities)
+        result = self._select(page() if callable(page) else page, entities, group_id)
+        if retry is not None and self.missing(result):
+            finer = retry()
+            if finer is not None:
+                result = self.second_pass(result, finer, group_id)
+        return result
+
+    @staticmethod
+    def check(entities: Sequence[str]) -> None:
+        """Refuse an entity name outside the registry's, before any OCR.
+
+        Raises:
+            UnknownEntityError: the first unknown name.
+        """
         registry = get_registry()
         for e in entities:
-            registry.entity(e)  # raises UnknownEntityError early
-        return self._select(page() if callable(page) else page, entities, group_id, retry)
+            registry.entity(e)
 
-    def _select(
-        self,
-        page: OcrPage,
-        entities: Sequence[str],
-        group_id: str | None,
-        retry: Callable[[], OcrPage | None] | None,
-    ) -> ReadResult:
-        """:meth:`select` of entity names already checked."""
+    @staticmethod
+    def missing(result: ReadResult) -> list[str]:
+        """The entities of ``result`` with no candidate on its page: what a second, finer page answers."""
+        return [e for e, cands in result.candidates.items() if not cands]
+
+    def second_pass(self, result: ReadResult, finer: OcrPage, group_id: str | None = None) -> ReadResult:
+        """``result`` with each of its :meth:`missing` entities answered from ``finer`` where ``finer`` has candidates.
+
+        Only those entities are read off the finer page; the others keep their first answers.
+        """
+        missing = self.missing(result)
+        more = self._select(finer, missing, group_id)
+        preds, cands = dict(result.predictions), dict(result.candidates)
+        for e in missing:
+            if more.candidates[e]:
+                preds[e], cands[e] = more.predictions[e], more.candidates[e]
+        return ReadResult(result.page, preds, cands)
+
+    def _select(self, page: OcrPage, entities: Sequence[str], group_id: str | None) -> ReadResult:
+        """The first-page answer of entity names already checked."""
         mentions = find_mentions(page)
         preds: dict[str, Prediction] = {}
         all_cands: dict[str, list[Candidate]] = {}
@@ -132,14 +158,6 @@ class Selector:
             cands = {r: page_candidates(page, mentions, r, self.priors, group_id) for r in roles}
             for entity, pred in self._choose(cands, entities, group_id).items():
                 preds[entity], all_cands[entity] = pred, cands[entity]
-        missing = [e for e in entities if not all_cands[e]]
-        if missing and retry is not None:
-            finer = retry()
-            if finer is not None:
-                more = self._select(finer, missing, group_id, None)
-                for e in missing:
-                    if more.candidates[e]:
-                        preds[e], all_cands[e] = more.predictions[e], more.candidates[e]
         return ReadResult(page, {e: preds[e] for e in entities}, {e: all_cands[e] for e in entities})
 
     def _choose(
