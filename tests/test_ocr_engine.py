@@ -37,7 +37,6 @@ RAPIDOCR_INTERNALS = {
     "build_final_output",
     "rec_image_shape",
     "resize_norm_img",
-    "cls_batch_num",
 }
 """Attributes of RapidOCR's objects that are not its documented interface (its ``params`` keys are)."""
 

@@ -127,15 +127,18 @@ def detect(ocr: Any, images: Iterable[np.ndarray | None], pad: int = 1) -> list[
     """
     model = stage(ocr, "Det")
     if pad <= 1:
-        return [None if image is None else _found(ocr, model, image, *_detector_input(ocr, image)) for image in images]
-    held = [None if image is None else (image, *_detector_input(ocr, image)) for image in images]
+        return [
+            None if image is None else _found(ocr, model, image, *_detector_input(ocr, model, image))
+            for image in images
+        ]
+    held = [None if image is None else (image, *_detector_input(ocr, model, image)) for image in images]
     maps = _padded_maps(model.session, [None if h is None else h[3] for h in held], pad)
     return [
         None if h is None else _found(ocr, model, h[0], h[1], h[2], None, m) for h, m in zip(held, maps, strict=True)
     ]
 
 
-def _detector_input(ocr: Any, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
+def _detector_input(ocr: Any, model: Any, image: np.ndarray) -> tuple[np.ndarray, dict[str, Any], np.ndarray | None]:
     """A BGR picture as RapidOCR gives it to its detector: the picture resized and padded, its record, the input."""
     from rapidocr.utils.process_img import apply_vertical_padding
 
@@ -144,7 +147,7 @@ def _detector_input(ocr: Any, image: np.ndarray) -> tuple[np.ndarray, dict[str, 
         picture, record = apply_vertical_padding(picture, record, ocr.width_height_ratio, ocr.min_height)
     else:
         record["padding_1"] = {"top": 0, "left": 0}
-    return picture, record, stage(ocr, "Det").get_preprocess()(picture)
+    return picture, record, model.get_preprocess()(picture)
 
 
 def _found(
@@ -190,17 +193,13 @@ def _padded_maps(
     return maps
 
 
-def classify(ocr: Any, crops: list[np.ndarray], batch: int) -> list[np.ndarray]:
+def classify(ocr: Any, crops: list[np.ndarray]) -> list[np.ndarray]:
     """The crops, each turned upright where RapidOCR's angle classifier says it is upside down.
 
     Each crop is classified alone (resized and padded to the classifier's fixed shape), so
-    the crops of many pictures can share calls: ``batch`` crops per call.
+    the crops of many pictures can share calls (``Cls.cls_batch_num`` of them).
     """
-    if not crops:
-        return []
-    model = stage(ocr, "Cls")
-    model.cls_batch_num = batch
-    return list(model(crops).img_list)
+    return list(stage(ocr, "Cls")(crops).img_list) if crops else []
 
 
 @dataclass(frozen=True)

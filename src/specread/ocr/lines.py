@@ -25,7 +25,7 @@ import numpy as np
 
 from specread.ocr.internals import LineModel
 
-__all__ = ["LineReader", "line_width"]
+__all__ = ["LineReader", "line_width", "lines_per_call"]
 
 
 def line_width(crop_shape: tuple[int, ...], height: int, min_width: int, step: int) -> int:
@@ -41,6 +41,18 @@ def line_width(crop_shape: tuple[int, ...], height: int, min_width: int, step: i
     h, w = crop_shape[:2]
     resized = math.ceil(height * w / max(h, 1))
     return max(min_width, -(-resized // step) * step)
+
+
+def lines_per_call(width: int, most: int, max_columns: int) -> int:
+    """Lines of padded ``width`` one recogniser call takes: ``most``, fewer where ``max_columns`` caps them (0: no cap).
+
+    Never fewer than one: a line wider than the cap goes alone.
+
+    Example:
+        >>> lines_per_call(320, 12, 3840), lines_per_call(704, 12, 3840), lines_per_call(5000, 12, 3840)
+        (12, 5, 1)
+    """
+    return min(most, max(1, max_columns // width)) if max_columns else most
 
 
 class LineReader:
@@ -74,7 +86,7 @@ class LineReader:
             by_width[line_width(crop.shape, self.model.height, self.model.min_width, self.width_step)].append(i)
         plan = []
         for width in sorted(by_width):
-            per_call = min(self.batch, max(1, self.max_columns // width)) if self.max_columns else self.batch
+            per_call = lines_per_call(width, self.batch, self.max_columns)
             indices = by_width[width]
             plan += [(width, indices[i : i + per_call]) for i in range(0, len(indices), per_call)]
         return plan

@@ -30,7 +30,7 @@ from specread.ocr.cache import page_key
 from specread.ocr.devices import DEVICES, resolve_device
 from specread.ocr.int8 import INT8_MODELS, int8_model, int8_models_digest
 from specread.ocr.layout import detect_segments
-from specread.ocr.lines import LineReader
+from specread.ocr.lines import LineReader, lines_per_call
 from specread.settings import OcrSettings
 from specread.types import OcrPage, OcrToken
 
@@ -204,6 +204,8 @@ class RapidOcrEngine:
             "EngineConfig.onnxruntime.intra_op_num_threads": s.threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
+        if s.rec_padding == "line":  # the crops of several pictures share classifier calls too
+            params["Cls.cls_batch_num"] = s.rec_batch
         if self.resolved_device() == "cuda":
             params["EngineConfig.onnxruntime.use_cuda"] = True
         elif cpu_openvino:
@@ -268,7 +270,7 @@ class RapidOcrEngine:
         found = internals.detect(ocr, pictures, self.settings.det_pad)
         crops = [crop for f in found if f is not None for crop in f.crops]
         if self.settings.use_cls:
-            crops = internals.classify(ocr, crops, self.settings.rec_batch)
+            crops = internals.classify(ocr, crops)
         read = lines(crops)
         results, start = [], 0
         for f in found:
@@ -360,7 +362,7 @@ class RecBatches:
         extra = -batch.shape[-1] % self.width_step
         if extra:
             batch = np.pad(batch, ((0, 0), (0, 0), (0, 0), (0, extra)))
-        per_call = max(1, self.max_columns // batch.shape[-1]) if self.max_columns else len(batch)
+        per_call = lines_per_call(batch.shape[-1], len(batch), self.max_columns)
         if per_call >= len(batch):
             return self.session(batch)  # type: ignore[operator]
         parts = [self.session(batch[i : i + per_call]) for i in range(0, len(batch), per_call)]  # type: ignore[operator]
