@@ -5,9 +5,16 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+from PIL import Image
+
+from conftest import FakeEngine
+from specread import pipeline
 from specread.batch.local import predict_csv, read_images_batch
+from specread.batch.warm import ocr_into_cache
 from specread.errors import ImageLoadError
 from specread.io.dataset import Row
+from specread.ocr.cache import OcrCache
 from specread.settings import ReaderConfig, VlmSettings
 from specread.types import OcrPage, Prediction, ReadResult
 
@@ -105,3 +112,26 @@ def test_predict_csv_uses_the_batched_path(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert [r["prediction"] for r in rows] == [f"{n}.0 gram" for n in range(1, 6)]
     assert stats.rows == 5 and stats.failed_images == 0
+
+
+def test_the_cache_warmer_reads_a_batch_unreadable_image_once(
+    tmp_path: Path, fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OCR into the cache: the image a batch names as unreadable is reported, not read again; the rest are cached."""
+    good = []
+    for i in range(2):
+        good.append(tmp_path / f"ok{i}.png")
+        Image.new("RGB", (20 + i, 20), "white").save(good[-1])
+        fake_engine.register(good[-1], [f"{i + 1}00 g"])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    reads: list[str] = []
+    real_read = pipeline.read_image_bytes
+    monkeypatch.setattr(pipeline, "read_image_bytes", lambda path: reads.append(Path(path).name) or real_read(path))
+    pages = pipeline.PageSource(fake_engine, OcrCache(tmp_path / "cache", fake_engine.fingerprint()))
+
+    warnings = ocr_into_cache(pages, [good[0], empty, good[1]])
+
+    assert warnings[0] == warnings[2] == "" and "empty.png" in warnings[1]
+    assert reads.count("empty.png") == 1
+    assert all(pages.cache.get(pipeline.image_digest(p.read_bytes())) is not None for p in good)

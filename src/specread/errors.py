@@ -35,6 +35,7 @@ __all__ = [
     "UnknownUnitError",
     "UnreadableFileError",
     "UrlNotAllowedError",
+    "unreadable_image",
 ]
 
 
@@ -307,3 +308,12 @@ class FetchTimeoutError(FetchError):
 
 class FetchFailedError(FetchError):
     """Connection refused, DNS failure, HTTP error status, broken response..."""
+
+
+def unreadable_image(exc: BaseException) -> str | None:
+    """The image ``exc`` says could not be read (an :class:`ImageLoadError`'s path), else None.
+
+    When a batch of images fails on one of them, that one fails at once and only the others are
+    read again: a read that stalled to its deadline must not stall the batch twice.
+    """
+    return exc.path if isinstance(exc, ImageLoadError) else None

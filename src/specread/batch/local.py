@@ -26,7 +26,7 @@ from specread.affects import Affects, settings_affecting
 from specread.batch.failures import Failure, FailureLog, failure_from
 from specread.batch.pool import results_as_done
 from specread.batch.warm import ocr_into_cache, warm_cache
-from specread.errors import ImageLoadError, MissingImagesError
+from specread.errors import MissingImagesError, unreadable_image
 from specread.hardware import run_summary
 from specread.io.dataset import Row, image_name, rows_digest
 from specread.io.output import OutputWriter, failures_path, output_columns
@@ -179,9 +179,7 @@ def read_images_batch(reader: Reader, jobs: Sequence[tuple[Path | None, Sequence
     try:
         results = reader.read_many(items)
     except Exception as exc:  # find the image at fault by reading them one at a time
-        # An image the batch could not read (ImageLoadError names it) fails now, unread again: a read
-        # that stalled to its deadline must not stall the batch twice.
-        named = getattr(exc, "path", None) if isinstance(exc, ImageLoadError) else None
+        named = unreadable_image(exc)  # one the batch could not read fails now, unread again
         return [
             _failed(reader, rows, exc) if named and str(path) == named else read_image_rows(reader, path, rows)
             for path, rows in jobs

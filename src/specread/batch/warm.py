@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from specread.batch.pool import process_pool
+from specread.errors import unreadable_image
 from specread.pipeline import PageSource, build_pages
 from specread.settings import ReaderConfig
 
@@ -29,8 +30,9 @@ def ocr_into_cache(pages: PageSource, paths: Sequence[Path]) -> list[str]:
         try:
             pages.many(list(paths))
             return [""] * len(paths)
-        except Exception:  # find the image at fault below
-            pass
+        except Exception as exc:  # find the image at fault below
+            named = unreadable_image(exc)  # one the batch could not read is reported now, unread again
+            return [_warning(path, exc) if named == str(path) else _one_into_cache(pages, path) for path in paths]
     return [_one_into_cache(pages, path) for path in paths]
 
 
@@ -38,8 +40,12 @@ def _one_into_cache(pages: PageSource, path: Path) -> str:
     try:
         pages(path)
     except Exception as exc:  # an image that cannot be read is reported, never fatal
-        return str(exc) if isinstance(exc, OSError) else f"{path}: {type(exc).__name__}: {exc}"
+        return _warning(path, exc)
     return ""
+
+
+def _warning(path: Path, exc: Exception) -> str:
+    return str(exc) if isinstance(exc, OSError) else f"{path}: {type(exc).__name__}: {exc}"
 
 
 _PAGES: PageSource | None = None
