@@ -166,10 +166,10 @@ def test_a_failure_anywhere_in_the_pipeline_is_the_images_alone(
     bad_link = ds.link("img_001.png")
     real_select = Selector._select
 
-    def select(self, page, entities, group_id=None, retry=None):  # type: ignore[no-untyped-def]
+    def select(self, page, entities, group_id=None):  # type: ignore[no-untyped-def]
         if any(t.text == "Input 230V" for t in page.tokens):  # img_001's first line (conftest.TINY_SPECS)
             raise ZeroDivisionError("a bug in selection")
-        return real_select(self, page, entities, group_id, retry)
+        return real_select(self, page, entities, group_id)
 
     monkeypatch.setattr(Selector, "_select", select)
     out = tmp_path / "out.csv"
