@@ -288,13 +288,49 @@ def test_shipped_model_beats_the_rules_on_weights_printed_in_two_units() -> None
     assert ranker_acc > rules_acc + 0.2
 
 
-def test_confidence_is_the_winner_probability_when_read_one_at_a_time() -> None:
+def test_confidence_is_the_winners_margin_over_the_next_answer_when_read_one_at_a_time() -> None:
     model = load_model().ranker
     page = _make_drawing("40 cm", "25 cm", "60 cm")
     pred = Selector(model, load_priors(), joint=None).select(page, ["height"]).predictions["height"]
     cands = page_candidates(page, find_mentions(page), "height", load_priors())
-    assert pred.confidence == pytest.approx(max(model.score("height", cands)))
+    scores = sorted(model.score("height", cands), reverse=True)
+    assert len(cands) == 3 and scores[0] > scores[1] > 0.0  # three different sizes: the runner-up is a rival
+    assert pred.confidence == pytest.approx(scores[0] - scores[1])
     assert 0.0 < pred.confidence < 1.0 and pred.source == "ranker"
+
+
+class _Fixed:
+    """A scorer whose beliefs are given: what :func:`answer_margin` makes of them."""
+
+    name = "fixed"
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = scores
+
+    def score(self, entity: str, cands: object) -> list[float]:
+        return list(self.scores)
+
+    def confidence(self, scores: list[float], best: int) -> float:
+        return scores[best]
+
+
+def _weights(text: str) -> list:
+    page = OcrPage((_make_token(text, (0.1, 0.5, 0.9, 0.6)),), 800, 800)
+    return page_candidates(page, find_mentions(page), "item_weight", load_priors())
+
+
+def test_answer_margin_counts_a_size_printed_twice_once_and_its_equivalent_as_a_rival() -> None:
+    from specread.rank.select import answer_margin
+
+    twice = _weights("Net Wt 100 g | 100 g")
+    assert [c.answer.text for c in twice] == ["100.0 gram", "100.0 gram"]
+    assert answer_margin(_Fixed([0.9, 0.8]), [0.9, 0.8], twice, 0) == pytest.approx(0.9)  # one answer, no rival
+    pair = _weights("Net Wt 100 g (3.52 oz)")
+    assert len({c.answer.text for c in pair}) == 2
+    assert answer_margin(_Fixed([0.9, 0.8]), [0.9, 0.8], pair, 0) == pytest.approx(0.1)
+    # a pick the scorer ranks under another answer (the joint assignment's) has no margin, not a negative one
+    assert answer_margin(_Fixed([0.3, 0.8]), [0.3, 0.8], pair, 0) == 0.0
+    assert answer_margin(_Fixed([0.7]), [0.7], pair[:1], 0) == pytest.approx(0.7)
 
 
 def test_whole_image_confidence_is_the_answers_share_of_the_assignments() -> None:

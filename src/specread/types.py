@@ -232,6 +232,11 @@ class Candidate:
     score: float
     features: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def answer(self) -> Answer:
+        """The answer this candidate gives: candidates printing the same size in the same unit give one answer."""
+        return Answer(self.quantity.value, self.quantity.unit)
+
 
 @dataclass(frozen=True, slots=True)
 class Prediction:

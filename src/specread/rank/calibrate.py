@@ -1,7 +1,7 @@
 """Confidence that means what it says: a raw score -> the share of such answers that were right.
 
-A scorer's raw confidence (the ranker's probability, or the whole-image
-assignment's probability mass for a dimension) ranks answers well but is not a
+A scorer's raw confidence (the ranker's margin over the next different
+answer, times the whole-image assignment's probability mass for a dimension) ranks answers well but is not a
 precision: the same 0.6 is right 90% of the time for a voltage and 60% for a
 depth. :class:`Calibration` holds, per entity, a monotone map from raw
 confidence to the accuracy measured on held-out rows (isotonic regression by

@@ -13,8 +13,9 @@ best candidate of the same image and entity, as LightGBM's ``init_score``)
 and the trees learn corrections where the data supports them.
 
 The output is the probability that a candidate is the labelled answer
-(binary objective), so the winner's probability is a usable confidence that
-users can threshold to route rows to a person or a VLM.
+(binary objective); the winner's margin over the next different answer
+(:func:`specread.rank.select.answer_margin`) is the confidence users can
+threshold to route rows to a person or a VLM.
 
 The estimator holds arrays only: at the full train set's scale (millions of
 candidate rows) :func:`specread.rank.stream.fit_shards` fits it from features

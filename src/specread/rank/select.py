@@ -25,7 +25,7 @@ from specread.settings import JointSettings
 from specread.types import Candidate, OcrPage, Prediction, ReadResult
 from specread.units.registry import get_registry
 
-__all__ = ["BLIND_CONFIDENCE", "DEFAULT_JOINT", "WITHHELD", "Scorer", "Selector"]
+__all__ = ["BLIND_CONFIDENCE", "DEFAULT_JOINT", "WITHHELD", "Scorer", "Selector", "answer_margin"]
 
 WITHHELD = "withheld"
 """The source of a prediction left blank because its confidence was under the precision target."""
@@ -49,6 +49,23 @@ class Scorer(Protocol):
     def shares(self, scores: Sequence[float]) -> list[float]:
         """Each candidate's share of the entity (non-negative, summing to 1): the joint reader's input."""
         ...
+
+
+def answer_margin(scorer: Scorer, scores: Sequence[float], cands: Sequence[Candidate], best: int) -> float:
+    """The raw confidence of ``cands[best]``'s answer: the scorer's belief in it less its belief in the strongest
+    candidate that gives a *different* answer (0 at least).
+
+    Why not the winner's belief alone: a label printed with its equivalent (``100 g (3.52 oz)``) gives
+    two candidates the ranker both believes, and which one a catalogue labels is a convention the
+    page does not settle; the winner's probability alone promised such answers as much as a weight
+    printed once. The same size printed twice is one answer, not a rival. On real-dev (grouped CV,
+    5 folds x 8 splits) it ranks right answers above wrong ones better for six of the eight entities
+    (item weight AUROC 0.853 -> 0.861) and ``--min-precision 0.95`` answers 40.2% of rows instead
+    of 38.8%; the answers chosen are the same.
+    """
+    mine = cands[best].answer.text
+    rival = max((scorer.confidence(scores, i) for i, c in enumerate(cands) if c.answer.text != mine), default=0.0)
+    return max(0.0, scorer.confidence(scores, best) - rival)
 
 
 class Selector:
@@ -180,11 +197,11 @@ class Selector:
                 continue
             best, mass = picks[r]
             win = cands[r][best]
-            # The scorer's belief that this candidate is the label, times the share of the image's
-            # assignments that give the role this answer (1 when read alone): on real-dev this ranks
-            # item weights as the ranker's probability does (a single printed weight has mass 1) and
-            # dimensions a little better (benchmarks/whole_image.py, top-quintile accuracy).
-            raw = self.scorer.confidence(scores[r], best) * mass
+            # The scorer's margin for this answer, times the share of the image's assignments
+            # that give the role this answer (1 when read alone): on real-dev the mass ranks
+            # dimensions a little better (benchmarks/whole_image.py, top-quintile accuracy) and
+            # leaves a single printed weight (mass 1) as it was.
+            raw = answer_margin(self.scorer, scores[r], cands[r], best) * mass
             out[r] = self.gate(
                 Prediction(
                     r,

@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from specread.answer import Answer
 from specread.extract.candidates import Mention, find_mentions
 from specread.extract.features import FEATURE_NAMES, page_candidates, to_matrix
 from specread.extract.priors import Priors
@@ -77,7 +76,7 @@ def row_examples(row: LabelledRow, mentions: Sequence[Mention], priors: Priors) 
     """
     cands = page_candidates(row.page, mentions, row.entity, priors, row.group_id or None)
     gold = normalize_answer(row.gold)
-    hits = [normalize_answer(Answer(c.quantity.value, c.quantity.unit).text) == gold for c in cands]
+    hits = [normalize_answer(c.answer.text) == gold for c in cands]
     return to_matrix(cands), np.array(hits, dtype=bool)
 
 

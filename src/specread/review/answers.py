@@ -104,15 +104,16 @@ class Choice:
 def choices(entity: str, candidates: Sequence[Candidate], scorer: Scorer) -> list[Choice]:
     """The distinct answers among ``candidates`` (one entity's), most confident first.
 
-    The confidence of each is the scorer's own, as if it had won (for the ranker, the
-    probability that it is the label), so the chips read like the answer's confidence.
+    The confidence of each is the scorer's belief in it (for the ranker, the probability
+    that it is the label), so a reviewer sees how close the runner-up came; the row's own
+    confidence is the winner's margin over the runner-up (:func:`specread.rank.select.answer_margin`).
     """
     if not candidates:
         return []
     scores = scorer.score(entity, candidates)
     best: dict[str, tuple[float, Candidate]] = {}
     for i, cand in enumerate(candidates):
-        text = Answer(cand.quantity.value, cand.quantity.unit).text
+        text = cand.answer.text
         confidence = scorer.confidence(scores, i)
         if text not in best or confidence > best[text][0]:
             best[text] = (confidence, cand)
