@@ -18,7 +18,7 @@ from conftest import make_page, make_token
 from specread.data import PACKAGED_MODEL
 from specread.extract.candidates import find_mentions
 from specread.extract.features import FEATURE_NAMES, FEATURE_TABLE, LAYOUT_FEATURES, page_candidates
-from specread.extract.priors import Priors, load_priors
+from specread.extract.priors import MIN_GROUP_ROWS, N_BINS, Priors, load_priors, log_bin
 from specread.types import Candidate, OcrPage, OcrToken
 from specread.units.registry import ENTITIES, get_registry
 
@@ -53,7 +53,7 @@ def test_entity_order_is_pinned() -> None:
 
 def test_feature_names_come_from_the_table() -> None:
     assert tuple(name for feature in FEATURE_TABLE for name in feature.names) == FEATURE_NAMES
-    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 63
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 64
     assert set(LAYOUT_FEATURES) <= set(FEATURE_NAMES)
 
 
@@ -171,6 +171,7 @@ EXPECTED_DIGESTS: dict[str, str] = {
     "n_distinct": "bb06d2107375",
     "unit_logp": "36b03fce3221",  # priors rebuilt from the 263k-row train_labels_known.csv
     "value_logp": "b727ac6331a7",
+    "group_size_lift": "8fb896d0ad9f",  # all 0: the pages above have no product group
     "log_value": "bf907973715b",
     "in_parens": "9700fefdbc72",
     "first_in_text": "1c9c317e8b86",
@@ -239,6 +240,49 @@ def _by_unit(lines: list[str], group: str | None) -> dict[tuple[float, str], dic
     page = make_page(lines)
     cands = page_candidates(page, find_mentions(page), "width", _capacity_priors(), group)
     return {(c.quantity.value, c.quantity.unit): c.features for c in cands}
+
+
+def _size_priors() -> Priors:
+    """Widths of about 20 cm overall; product group "mats" labels widths of about 2 m."""
+    overall = [0] * N_BINS
+    overall[log_bin(0.2)] = 90
+    overall[log_bin(2.0)] = 10
+    mats = [0] * N_BINS
+    mats[log_bin(2.0)] = 40
+    return Priors({}, {}, {}, {}, {}, size_hist={"width": overall}, group_size_hist={"width": {"mats": mats}})
+
+
+def _lift(lines: list[str], group: str | None) -> dict[float, float]:
+    page = make_page(lines)
+    cands = page_candidates(page, find_mentions(page), "width", _size_priors(), group)
+    return {c.quantity.value: c.features["group_size_lift"] for c in cands}
+
+
+def test_group_size_lift_favours_the_size_the_product_group_is_labelled_with() -> None:
+    in_mats = _lift(["200 cm", "20 cm"], "mats")
+    assert in_mats[200.0] > 0 > in_mats[20.0]
+    assert _lift(["200 cm", "20 cm"], None) == {200.0: 0.0, 20.0: 0.0}  # no group: no lift
+    assert _lift(["200 cm", "20 cm"], "chairs") == {200.0: 0.0, 20.0: 0.0}  # a group the labels lack
+
+
+def test_size_histograms_are_counted_saved_and_combined(tmp_path) -> None:
+    rows = [(f"m{i}.jpg", "mats", "width", "2.0 metre") for i in range(MIN_GROUP_ROWS)]
+    rows += [("c.jpg", "cups", "width", "8.0 centimetre")]  # a group under MIN_GROUP_ROWS keeps no histogram
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text(
+        "image_link,group_id,entity_name,entity_value\n" + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    priors = Priors.build(csv_path)
+    assert sum(priors.size_hist["width"]) == MIN_GROUP_ROWS + 1
+    assert set(priors.group_size_hist["width"]) == {"mats"}
+    assert priors.group_size_hist["width"]["mats"][log_bin(2.0)] == MIN_GROUP_ROWS
+    again = Priors.from_dict(priors.to_dict())
+    assert again.size_lift("width", "mats", 2.0) == priors.size_lift("width", "mats", 2.0) > 0
+    both = priors.combined(priors)
+    assert both.group_size_hist["width"]["mats"][log_bin(2.0)] == 2 * MIN_GROUP_ROWS
+    old = priors.to_dict()
+    del old["size_hist"], old["group_size_hist"]
+    assert Priors.from_dict(old).size_lift("width", "mats", 2.0) == 0.0  # a priors file from before: no lift
 
 
 def test_twin_unit_gap_weighs_the_two_printed_units_by_the_group() -> None:

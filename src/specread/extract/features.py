@@ -225,6 +225,12 @@ def _value_logp(b: Batch) -> Column:
     return [b.priors.value_logp(b.entity, c.quantity.unit, c.quantity.value) for c in b.cands]
 
 
+@_feature("group_size_lift")
+def _group_size_lift(b: Batch) -> Column:
+    """How much likelier the size is in the product group than for the entity at large (0: group unknown)."""
+    return [b.priors.size_lift(b.entity, b.group, v) for v in b.base]
+
+
 @_feature("log_value")
 def _log_value(b: Batch) -> Column:
     """log10 of the size in the base unit."""

@@ -8,6 +8,9 @@ They answer three questions the image alone cannot:
 * what to answer when the image gives nothing (``fallback``): under the
   challenge's F1 a blank costs as much as a wrong guess, so the most common
   answer for the entity within the product group is the best blind guess;
+* how large an entity usually is within a product group (``size_lift``): a floor mat's
+  depth runs to metres, a phone case's to centimetres; the printed size that fits the group
+  is more likely the label;
 * how two entities of one dimension labelled on the same image compare
   (``relation_logodds``): a depth is rarely smaller than a width, and an item
   weight usually equals the maximum weight recommendation. The whole-image
@@ -33,7 +36,16 @@ from specread.data import PACKAGED_MODEL
 from specread.io.dataset import iter_labels
 from specread.units.registry import get_registry
 
-__all__ = ["RELATIONS", "Priors", "build_priors_file", "image_links", "load_priors", "parse_label", "relation"]
+__all__ = [
+    "RELATIONS",
+    "Priors",
+    "build_priors_file",
+    "image_links",
+    "load_priors",
+    "log_bin",
+    "parse_label",
+    "relation",
+]
 
 BIN_WIDTH = 0.25
 BIN_MIN = -4.0
@@ -41,6 +53,8 @@ N_BINS = int((8.0 - BIN_MIN) / BIN_WIDTH)
 MIN_GROUP_ROWS = 5
 RELATIONS = ("lt", "eq", "gt")
 """How one entity's size compares with another's on the same image: smaller, equal, larger."""
+SIZE_PRIOR_ROWS = 30
+"""Weight, in labels, of the entity's size histogram in a product group's smoothed one."""
 SAME_SIZE_TOLERANCE = 0.03
 """Two sizes within 3% are one size (``3.1 in / 8 cm`` are 1.6% apart after rounding)."""
 
@@ -54,7 +68,8 @@ def parse_label(text: str) -> tuple[float, str] | None:
     return answer.value, answer.unit
 
 
-def _bin(value: float) -> int:
+def log_bin(value: float) -> int:
+    """The histogram bin of a positive size: :data:`BIN_WIDTH` decades from :data:`BIN_MIN`, clipped to the ends."""
     if value <= 0:
         return 0
     return min(N_BINS - 1, max(0, int((math.log10(value) - BIN_MIN) / BIN_WIDTH)))
@@ -103,6 +118,10 @@ class Priors:
     group_mode: dict[str, dict[str, tuple[float, str, int]]]
     n_rows: int = 0
     pair_relations: dict[str, list[int]] = field(default_factory=dict)
+    size_hist: dict[str, list[int]] = field(default_factory=dict)
+    """entity -> counts of log10 bins of the labelled size in the dimension's base unit."""
+    group_size_hist: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    """entity -> product group -> the same bins, for groups with :data:`MIN_GROUP_ROWS` labels."""
 
     @classmethod
     def build(cls, path: str | Path, exclude_links: set[str] | frozenset[str] = frozenset()) -> Priors:
@@ -118,6 +137,8 @@ class Priors:
         answers: dict[str, Counter[tuple[float, str]]] = defaultdict(Counter)
         group_answers: dict[str, dict[str, Counter[tuple[float, str]]]] = defaultdict(lambda: defaultdict(Counter))
         sizes: dict[str, dict[str, float]] = defaultdict(dict)  # image -> entity -> size in base unit
+        size_hist: dict[str, list[int]] = {}
+        group_size_hist: dict[str, dict[str, list[int]]] = defaultdict(dict)
         n = 0
         for label in iter_labels(path):
             entity = label.entity_name
@@ -131,10 +152,13 @@ class Priors:
             group = label.group_id
             units[entity][unit] += 1
             group_units[entity][group][unit] += 1
-            hist[entity].setdefault(unit, [0] * N_BINS)[_bin(value)] += 1
+            hist[entity].setdefault(unit, [0] * N_BINS)[log_bin(value)] += 1
             answers[entity][(value, unit)] += 1
             group_answers[entity][group][(value, unit)] += 1
-            sizes[label.image_link].setdefault(entity, registry.to_base(value, unit))
+            base = registry.to_base(value, unit)
+            sizes[label.image_link].setdefault(entity, base)
+            size_hist.setdefault(entity, [0] * N_BINS)[log_bin(base)] += 1
+            group_size_hist[entity].setdefault(group, [0] * N_BINS)[log_bin(base)] += 1
         group_mode: dict[str, dict[str, tuple[float, str, int]]] = {}
         for entity, groups in group_answers.items():
             group_mode[entity] = {}
@@ -153,6 +177,10 @@ class Priors:
             group_mode=group_mode,
             n_rows=n,
             pair_relations=_pair_counts({k: v for k, v in sizes.items() if len(v) > 1}),
+            size_hist=size_hist,
+            group_size_hist={
+                e: {g: h for g, h in gs.items() if sum(h) >= MIN_GROUP_ROWS} for e, gs in group_size_hist.items()
+            },
         )
 
     def combined(self, more: Priors) -> Priors:
@@ -180,6 +208,8 @@ class Priors:
             group_mode=group_mode,
             n_rows=self.n_rows + more.n_rows,
             pair_relations=_add(self.pair_relations, more.pair_relations),
+            size_hist=_add(self.size_hist, more.size_hist),
+            group_size_hist=_add(self.group_size_hist, more.group_size_hist),
         )
 
     # -- persistence -----------------------------------------------------------
@@ -192,6 +222,8 @@ class Priors:
             "entity_mode": {e: [v, u] for e, (v, u) in self.entity_mode.items()},
             "group_mode": {e: {g: list(t) for g, t in gs.items()} for e, gs in self.group_mode.items()},
             "pair_relations": self.pair_relations,
+            "size_hist": self.size_hist,
+            "group_size_hist": self.group_size_hist,
         }
 
     @classmethod
@@ -206,6 +238,10 @@ class Priors:
             },
             n_rows=int(data.get("n_rows", 0)),
             pair_relations={k: [int(n) for n in v] for k, v in data.get("pair_relations", {}).items()},
+            size_hist={e: [int(n) for n in h] for e, h in data.get("size_hist", {}).items()},
+            group_size_hist={
+                e: {g: [int(n) for n in h] for g, h in gs.items()} for e, gs in data.get("group_size_hist", {}).items()
+            },
         )
 
     def save(self, path: str | Path) -> None:
@@ -233,9 +269,29 @@ class Priors:
         hist = self.value_hist.get(entity, {}).get(unit)
         if not hist:
             return math.log(1 / N_BINS)
-        b = _bin(value)
+        b = log_bin(value)
         near = hist[b] + 0.5 * (hist[b - 1] if b > 0 else 0) + 0.5 * (hist[b + 1] if b + 1 < N_BINS else 0)
         return math.log((near + 0.1) / (sum(hist) * 2 + 0.1 * N_BINS))
+
+    def size_lift(self, entity: str, group: str | None, base: float) -> float:
+        """log P(size bin | entity, group) / P(size bin | entity), sizes in the base unit; 0 for an unknown group.
+
+        Both are smoothed over the neighbouring bins (as :meth:`value_logp`); the group's
+        histogram is shrunk toward the entity's with the weight of :data:`SIZE_PRIOR_ROWS` labels,
+        so a group of a few labels moves a candidate little.
+        """
+        hist = self.group_size_hist.get(entity, {}).get(group) if group is not None else None
+        overall = self.size_hist.get(entity)
+        if not hist or not overall:
+            return 0.0
+        b = log_bin(base)
+
+        def near(h: list[int]) -> float:
+            return h[b] + 0.5 * (h[b - 1] if b > 0 else 0) + 0.5 * (h[b + 1] if b + 1 < N_BINS else 0)
+
+        p_all = (near(overall) + 0.1) / (sum(overall) * 2 + 0.1 * N_BINS)
+        p_group = (near(hist) + SIZE_PRIOR_ROWS * 2 * p_all) / (sum(hist) * 2 + SIZE_PRIOR_ROWS * 2)
+        return math.log(p_group / p_all)
 
     def fallback(self, entity: str, group: str | None = None) -> tuple[float, str] | None:
         """Best blind guess for an entity (group mode when the group is known well enough)."""
