@@ -75,6 +75,16 @@ def log_bin(value: float) -> int:
     return min(N_BINS - 1, max(0, int((math.log10(value) - BIN_MIN) / BIN_WIDTH)))
 
 
+def _near(hist: list[int], b: int) -> float:
+    """Bin ``b``'s count with half of each neighbour's: a size a little off a bin edge counts nearly as much."""
+    return hist[b] + 0.5 * (hist[b - 1] if b > 0 else 0) + 0.5 * (hist[b + 1] if b + 1 < N_BINS else 0)
+
+
+def _bin_share(hist: list[int], b: int) -> float:
+    """The smoothed share of a histogram's labels around bin ``b`` (:func:`_near`, never 0)."""
+    return (_near(hist, b) + 0.1) / (sum(hist) * 2 + 0.1 * N_BINS)
+
+
 def relation(a: float, b: float) -> str:
     """How size ``a`` compares with ``b`` (both in one unit): an entry of :data:`RELATIONS`."""
     if math.isclose(a, b, rel_tol=SAME_SIZE_TOLERANCE):
@@ -269,9 +279,7 @@ class Priors:
         hist = self.value_hist.get(entity, {}).get(unit)
         if not hist:
             return math.log(1 / N_BINS)
-        b = log_bin(value)
-        near = hist[b] + 0.5 * (hist[b - 1] if b > 0 else 0) + 0.5 * (hist[b + 1] if b + 1 < N_BINS else 0)
-        return math.log((near + 0.1) / (sum(hist) * 2 + 0.1 * N_BINS))
+        return math.log(_bin_share(hist, log_bin(value)))
 
     def size_lift(self, entity: str, group: str | None, base: float) -> float:
         """log P(size bin | entity, group) / P(size bin | entity), sizes in the base unit; 0 for an unknown group.
@@ -285,12 +293,8 @@ class Priors:
         if not hist or not overall:
             return 0.0
         b = log_bin(base)
-
-        def near(h: list[int]) -> float:
-            return h[b] + 0.5 * (h[b - 1] if b > 0 else 0) + 0.5 * (h[b + 1] if b + 1 < N_BINS else 0)
-
-        p_all = (near(overall) + 0.1) / (sum(overall) * 2 + 0.1 * N_BINS)
-        p_group = (near(hist) + SIZE_PRIOR_ROWS * 2 * p_all) / (sum(hist) * 2 + SIZE_PRIOR_ROWS * 2)
+        p_all = _bin_share(overall, b)
+        p_group = (_near(hist, b) + SIZE_PRIOR_ROWS * 2 * p_all) / (sum(hist) * 2 + SIZE_PRIOR_ROWS * 2)
         return math.log(p_group / p_all)
 
     def fallback(self, entity: str, group: str | None = None) -> tuple[float, str] | None:
