@@ -51,6 +51,22 @@ def test_threshold_is_the_lowest_confidence_whose_held_out_answers_were_that_pre
     assert cal.threshold("voltage", 0.5) <= t  # a lower target keeps more rows
 
 
+def test_a_promise_says_what_its_threshold_rests_on() -> None:
+    ents, raw, right = _held_out("voltage", 200, right_above=0.5)
+    cal = Calibration.fit(ents, raw, right)
+    promise = cal.promise("voltage", 0.95)
+    assert promise is not None and promise.threshold == cal.threshold("voltage", 0.95)
+    calibrated = np.array([cal("voltage", c) for c in raw])
+    kept = calibrated >= promise.threshold
+    assert promise.answers == kept.sum() and promise.precision == pytest.approx(np.mean(np.array(right)[kept]))
+    assert promise.lower == pytest.approx(wilson_lower(promise.precision * promise.answers, promise.answers))
+    assert promise.precision >= 0.95 and promise.lower >= 0.95 - SLACK
+    # The same ranking over a quarter of the answers: an equal precision promises less.
+    few = Calibration.fit(*_held_out("voltage", 50, right_above=0.5)).promise("voltage", 0.95)
+    assert few is not None and few.answers < promise.answers and few.lower < promise.lower
+    assert cal.promise("voltage", 1.01) is None and cal.promise("depth", 0.5) is None
+
+
 def test_a_target_no_confidence_reached_withholds_the_entity() -> None:
     ents, raw, right = _held_out("depth", 100, right_above=2.0)  # never right
     cal = Calibration.fit(ents, raw, right)
@@ -173,7 +189,14 @@ def test_predict_with_a_precision_target_leaves_unsure_rows_blank_and_says_what_
     sure = tmp_path / "sure.csv"
     result = cli(*base, "-o", sure, "--min-precision", "0.95")
     assert result.exit_code == 0, result.output
-    assert "answered at target 0.95:" in result.output and "expected precision" in result.output
+    assert "answered at target 0.95:" in result.output
+    summary = " ".join(result.output.split()).split("answered at target 0.95: ", 1)[1]  # rich wraps the line
+    calibration = load_model().calibration
+    for entity in {r[2] for r in tmp_dataset.rows}:  # each entity read says what its threshold rests on
+        promise = calibration.promise(entity, 0.95)
+        evidence = "(withheld: no threshold" if promise is None else f"(held out: {promise.precision:.2f} over"
+        part = next(p for p in summary.split("; ") if p.startswith(f"{entity} "))
+        assert evidence in part, part
     needs = load_model().calibration.thresholds(0.95, ["item_weight", "voltage", "item_volume", "wattage"])
     with open(everything, encoding="utf-8") as a, open(sure, encoding="utf-8") as b:
         for full, gated in zip(list(a)[1:], list(b)[1:], strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -40,6 +40,9 @@ from specread.cli.options import (
     WorkersOpt,
     check_choice,
 )
+
+if TYPE_CHECKING:
+    from specread.rank.calibrate import Promise
 
 __all__ = ["check", "evaluate", "predict", "read"]
 
@@ -137,19 +140,41 @@ def predict(
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(stats.failures_by_kind.items(), key=lambda kv: -kv[1]))
         console.print(f"unreadable images by reason: {kinds}; listed in {stats.failures_file}")
     if config.min_precision or config.min_confidence:
-        console.print(_answered_line(stats.answered, config.min_precision or config.min_confidence))
+        promises = None
+        if config.min_precision:
+            from specread.rank.model import load_model
+
+            calibration = load_model(config.model or None).calibration
+            if calibration is not None:
+                promises = {e: calibration.promise(e, config.min_precision) for e in stats.answered}
+        console.print(_answered_line(stats.answered, config.min_precision or config.min_confidence, promises))
     leave_stuck_workers()
 
 
-def _answered_line(answered: dict[str, list[float]], target: float) -> str:
-    """Rows answered per entity under a precision target, and the precision to expect of them.
+def _answered_line(
+    answered: dict[str, list[float]], target: float, promises: dict[str, Promise | None] | None = None
+) -> str:
+    """Rows answered per entity under a precision target, the precision to expect of them, and its evidence.
 
     The expected precision is the mean calibrated confidence of the answered rows: with a
-    calibrated model each answer's confidence is its held-out probability of being right.
+    calibrated model each answer's confidence is its held-out probability of being right. With
+    ``promises`` (a precision target) each entity also says what its threshold rests on: the
+    held-out answers above it, their precision and its lower bound, since a threshold chosen on
+    a few dozen answers promises less than its precision suggests.
     """
     parts = []
     for entity, (rows, done, confidence) in sorted(answered.items()):
-        expect = f", expected precision {confidence / done:.2f}" if done else " (withheld)"
+        expect = f", expected precision {confidence / done:.2f}" if done else ""
+        if promises is not None:
+            promise = promises.get(entity)
+            if promise is None:
+                expect += " (withheld: no threshold reached the target on held-out answers)"
+            else:
+                expect += (
+                    f" (held out: {promise.precision:.2f} over {promise.answers} answers, at least {promise.lower:.2f})"
+                )
+        elif not done:
+            expect = " (withheld)"
         parts.append(f"{entity} {int(done)}/{int(rows)}{expect}")
     return f"answered at target {target}: " + ("; ".join(parts) or "no row read this run")
 

@@ -29,7 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MIN_ANSWERED", "MIN_ROWS", "SLACK", "Calibration", "isotonic", "precision_curve", "wilson_lower"]
+__all__ = [
+    "MIN_ANSWERED",
+    "MIN_ROWS",
+    "SLACK",
+    "Calibration",
+    "Promise",
+    "isotonic",
+    "precision_curve",
+    "wilson_lower",
+]
 
 MIN_ROWS = 50
 """Held-out rows an entity needs for a map of its own; an entity with fewer uses the pooled map.
@@ -123,6 +132,24 @@ def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return knots, values
 
 
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """What a precision threshold rests on: its held-out answers, their precision and its lower bound.
+
+    Attributes:
+        threshold: the calibrated confidence an answer needs.
+        precision: the share of the held-out answers at or above it that were right.
+        answers: how many held-out answers were at or above it.
+        lower: the Wilson lower bound (:data:`Z`) of ``precision`` over ``answers``: a threshold
+            resting on 16 answers promises less than one resting on 400 at the same precision.
+    """
+
+    threshold: float
+    precision: float
+    answers: int
+    lower: float
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Per entity, raw confidence -> held-out accuracy (linear between knots, flat beyond them).
@@ -181,22 +208,31 @@ class Calibration:
     def threshold(self, entity: str, target: float) -> float | None:
         """The lowest calibrated confidence at which the entity's held-out answers reached ``target`` precision.
 
+        ``None`` when the entity is withheld; :meth:`promise` says what the threshold rests on.
+        """
+        promise = self.promise(entity, target)
+        return None if promise is None else promise.threshold
+
+    def promise(self, entity: str, target: float) -> Promise | None:
+        """The held-out evidence behind the entity's threshold for ``target``, or None (withheld).
+
         A threshold must keep at least :data:`MIN_ANSWERED` held-out answers of the entity, their
         precision must reach ``target``, and its Wilson lower bound (:data:`Z`) must be within
         :data:`SLACK` of it: what a few dozen rows show by luck is not promised. None when no
         threshold does (or the entity had too few held-out answers to tell): the entity cannot be
-        answered that precisely and is withheld.
+        answered that precisely and is withheld. The lowest such threshold is chosen.
         """
         curve = self.curves.get(entity, ())
         answered = self.rows.get(entity, 0)
-        meets = [
-            t
-            for t, p, cov in curve
-            if p >= target
-            and cov * answered >= MIN_ANSWERED
-            and wilson_lower(p * cov * answered, cov * answered) >= target - SLACK
-        ]
-        return min(meets) if meets else None
+        best: Promise | None = None
+        for t, p, cov in curve:
+            n = cov * answered
+            if n < MIN_ANSWERED or p < target:
+                continue
+            lower = wilson_lower(p * n, n)
+            if lower >= target - SLACK and (best is None or t < best.threshold):
+                best = Promise(t, p, round(n), lower)
+        return best
 
     def thresholds(self, target: float, entities: Iterable[str]) -> dict[str, float]:
         """:meth:`threshold` for each entity, ``inf`` (withhold every answer) where it is None."""
