@@ -308,12 +308,23 @@ def test_pack_count_is_not_a_dimension_group() -> None:
         ("Input: 100-240V~ 50/60Hz", [(100, "volt"), (240, "volt")]),
         ("12V/24V", [(12, "volt"), (24, "volt")]),
         ("500ml/16.9oz", [(500, "millilitre"), (16.9, "ounce")]),
+        # A space before the slash only (OCR of "100 g / 3.52 oz"): the second was lost, and with it
+        # the unit some labels use.
+        ("100 g /3.52 oz", [(100, "gram"), (3.52, "ounce")]),
+        ("12oz /340g", [(12, "ounce"), (340, "gram")]),
+        ("9.05 in /23.0 cm", [(9.05, "inch"), (23, "centimetre")]),
+        ("12VDC 15Ah /20Hr", [(12, "volt")]),
         ("Weight 2.5kg / 5.5lbs", [(2.5, "kilogram"), (5.5, "pound")]),
         ("220-240V~ 50/60Hz 2000W", [(220, "volt"), (240, "volt"), (2000, "watt")]),
     ],
 )
 def test_several_mentions_in_reading_order(text: str, expected: list[tuple[float, str]]) -> None:
     assert _vu(text) == expected
+
+
+def test_a_slash_after_a_number_is_still_a_fraction_not_an_alternative() -> None:
+    assert _vu("1/2 cup") == [(0.5, "cup")]
+    assert _vu("1 /2 cup") == []  # no "2 cup" read out of a spaced fraction
 
 
 def test_offsets_point_at_the_mention() -> None:

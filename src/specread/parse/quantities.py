@@ -30,7 +30,8 @@ __all__ = ["parse_quantities"]
 
 _LETTERS = "WHDLTB"
 # A number may start right after an "x" that continues a dimension: "25x15", "10cmx5", '10"x5'
-# (and, below, after a slash that follows a unit: "12V/24V", "500ml/16.9oz"; "1/2" stays a fraction).
+# (and, below, after a slash that follows a unit, with or without a space before it: "12V/24V",
+# "500ml/16.9oz", "100 g /3.52 oz"; "1/2" stays a fraction).
 _AFTER_X = r"(?<=\d[xX])|(?<=\d[A-Za-z\"'][xX])|(?<=\d[A-Za-z]{2}[xX])"
 # ... or right after a one-letter unit ("48V250W") or a "max" ("max35W", "POWER:MAX750W").
 _AFTER_UNIT = r"(?<=\d[A-Za-z])|(?<=[Mm][Aa][Xx])"
@@ -54,7 +55,7 @@ def _item_regex() -> re.Pattern[str]:
     return re.compile(
         rf"""
         (?:(?P<pre>(?<![A-Za-z])[{_LETTERS}{_LETTERS.lower()}])\s*[:=.]?\s*)?   # W: 10 cm
-        (?(pre)|(?:(?<![A-Za-z\d.,/])|(?<=[Aa][Cc])|(?<=[Dd][Cc])|{_AFTER_X}|(?<=[A-Za-z\"']/)|{_AFTER_UNIT}))(?P<num>{NUMBER_PATTERN})
+        (?(pre)|(?:(?<![A-Za-z\d.,/])|(?<=[Aa][Cc])|(?<=[Dd][Cc])|{_AFTER_X}|(?<=[A-Za-z\"']/)|(?<=[A-Za-z\"']\s/)|{_AFTER_UNIT}))(?P<num>{NUMBER_PATTERN})
         (?:\s*-?\s*(?P<unit>{units}){edge})?
         (?:\s*(?P<post>[{_LETTERS}])(?![A-Za-z]))?                              # 10"W
         """,
