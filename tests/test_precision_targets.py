@@ -197,7 +197,7 @@ def test_predict_with_a_precision_target_leaves_unsure_rows_blank_and_says_what_
         evidence = "(withheld: no threshold" if promise is None else f"(held out: {promise.precision:.2f} over"
         part = next(p for p in summary.split("; ") if p.startswith(f"{entity} "))
         assert evidence in part, part
-    needs = load_model().calibration.thresholds(0.95, ["item_weight", "voltage", "item_volume", "wattage"])
+    needs = calibration.thresholds(0.95, ["item_weight", "voltage", "item_volume", "wattage"])
     with open(everything, encoding="utf-8") as a, open(sure, encoding="utf-8") as b:
         for full, gated in zip(list(a)[1:], list(b)[1:], strict=True):
             index, prediction, confidence = full.rstrip("\n").split(",")

@@ -142,9 +142,9 @@ def predict(
     if config.min_precision or config.min_confidence:
         promises = None
         if config.min_precision:
-            from specread.rank.model import load_model
+            from specread.pipeline import reader_model
 
-            calibration = load_model(config.model or None).calibration
+            calibration = reader_model(config).calibration  # the folder the run read with (kept loaded)
             if calibration is not None:
                 promises = {e: calibration.promise(e, config.min_precision) for e in stats.answered}
         console.print(_answered_line(stats.answered, config.min_precision or config.min_confidence, promises))
